@@ -1,0 +1,66 @@
+"""attnlib: attention mechanisms, from theory to implementation.
+
+The small PyTorch library behind the attnlib tutorials. Conventions:
+
+- masks are boolean, ``True`` = may attend, broadcastable to
+  ``(batch, heads, query, key)`` (see :mod:`attnlib.masks`);
+- attention functions and modules return ``(output, weights)``;
+- a query with no allowed key gets zero weights and a zero output.
+"""
+
+from . import attention, capture, functional, masks, plotting, seq2seq
+from .attention import (
+    AdditiveAttention,
+    AttentionModule,
+    ContentBasedAttention,
+    HardAttention,
+    LocalAttention,
+    LocationBasedAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    ScaledDotProductAttention,
+)
+from .capture import AttentionRecord, record_attention
+from .functional import (
+    calculate_attention_weights,
+    masked_softmax,
+    multi_head_attention,
+    scaled_dot_product_attention,
+)
+from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
+from .plotting import plot_attention, plot_attention_heads
+from .seq2seq import Seq2Seq
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "attention",
+    "capture",
+    "functional",
+    "masks",
+    "plotting",
+    "seq2seq",
+    "AdditiveAttention",
+    "AttentionModule",
+    "AttentionRecord",
+    "ContentBasedAttention",
+    "HardAttention",
+    "LocalAttention",
+    "LocationBasedAttention",
+    "LuongAttention",
+    "MultiHeadAttention",
+    "ScaledDotProductAttention",
+    "Seq2Seq",
+    "calculate_attention_weights",
+    "causal_mask",
+    "create_masks",
+    "mask_future_tokens",
+    "masked_softmax",
+    "multi_head_attention",
+    "padding_mask",
+    "plot_attention",
+    "plot_attention_heads",
+    "record_attention",
+    "scaled_dot_product_attention",
+    "sliding_window_mask",
+]

@@ -1,0 +1,599 @@
+"""Attention layers as :class:`torch.nn.Module`.
+
+Every module subclasses :class:`AttentionModule` and its ``forward`` returns
+``(output, weights)``; that shared base is what :func:`attnlib.capture.record_attention`
+looks for. Single-head modules take ``query (batch, Lq, Dq)``, ``key (batch, Lk, Dk)``,
+``value (batch, Lk, Dv)`` and return weights ``(batch, Lq, Lk)``;
+:class:`MultiHeadAttention` returns weights ``(batch, heads, Lq, Lk)``.
+Masks are boolean, ``True`` = may attend (see :mod:`attnlib.masks`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as AF
+from ._checks import (
+    check_choice,
+    check_mask,
+    check_positive_int,
+    check_rank,
+    check_size,
+    shape_str,
+)
+
+__all__ = [
+    "AttentionModule",
+    "ScaledDotProductAttention",
+    "AdditiveAttention",
+    "LuongAttention",
+    "ContentBasedAttention",
+    "LocationBasedAttention",
+    "LocalAttention",
+    "HardAttention",
+    "MultiHeadAttention",
+]
+
+_LAYOUT = {
+    "query": "(batch, query length, query features)",
+    "key": "(batch, key length, key features)",
+    "value": "(batch, key length, value features)",
+}
+
+
+def _check_inputs(query: Tensor, key: Tensor, value: Tensor, dq: int, dk: int | None) -> None:
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_rank(x, name, (3,), _LAYOUT[name])
+    check_size(query, "query", -1, dq, "query features")
+    if dk is not None:
+        check_size(key, "key", -1, dk, "key features")
+    if key.shape[:2] != value.shape[:2]:
+        raise ValueError(
+            f"value: expected batch and length {shape_str(key.shape[:2])} like key, "
+            f"got shape {shape_str(value.shape)}"
+        )
+    if query.shape[0] != key.shape[0]:
+        raise ValueError(
+            f"key: expected batch size {query.shape[0]} like query, got shape {shape_str(key.shape)}"
+        )
+
+
+class AttentionModule(nn.Module):
+    """Base class of the attention layers: ``forward`` returns ``(output, weights)``.
+
+    Subclass it to make a new layer visible to
+    :func:`attnlib.capture.record_attention`.
+    """
+
+
+class ScaledDotProductAttention(AttentionModule):
+    r"""Scaled dot-product attention :math:`\mathrm{softmax}(QK^\top/\sqrt{d_k})V`.
+
+    No parameters; see :func:`attnlib.functional.scaled_dot_product_attention`
+    (Vaswani et al., 2017, arXiv:1706.03762).
+
+    Parameters
+    ----------
+    dropout : float
+        Dropout on the attention weights during training.
+    scale : float, optional
+        Score scale, default :math:`1/\sqrt{d_k}`.
+
+    Shape
+    -----
+    - query: ``(..., Lq, D)``; key: ``(..., Lk, D)``; value: ``(..., Lk, Dv)``
+    - output: ``(..., Lq, Dv)``; weights: ``(..., Lq, Lk)``
+    """
+
+    def __init__(self, dropout: float = 0.0, scale: float | None = None) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.scale = scale
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        return AF.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            dropout_p=self.dropout,
+            is_causal=is_causal,
+            scale=self.scale,
+            training=self.training,
+        )
+
+
+class AdditiveAttention(AttentionModule):
+    r"""Bahdanau (additive) attention: :math:`\mathrm{score}(q, k) = v^\top\tanh(W_q q + W_k k)`.
+
+    Bahdanau, Cho and Bengio (2015), "Neural Machine Translation by Jointly
+    Learning to Align and Translate", arXiv:1409.0473.
+
+    Parameters
+    ----------
+    query_dim : int
+        Query features (the decoder state).
+    key_dim : int, optional
+        Key features (the encoder states); default ``query_dim``.
+    hidden_dim : int, optional
+        Width of the scoring network; default ``query_dim``.
+    dropout : float
+        Dropout on the weights during training.
+
+    Shape
+    -----
+    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
+      value: ``(batch, Lk, Dv)``; mask: broadcastable to ``(batch, Lq, Lk)``
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int | None = None,
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        key_dim = key_dim or query_dim
+        hidden_dim = hidden_dim or query_dim
+        self.query_dim, self.key_dim = query_dim, key_dim
+        self.w_query = nn.Linear(query_dim, hidden_dim, bias=False)
+        self.w_key = nn.Linear(key_dim, hidden_dim, bias=False)
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+        self.dropout = dropout
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """Scores ``(batch, Lq, Lk)``."""
+        return AF.additive_score(
+            query, key, self.w_query.weight.T, self.w_key.weight.T, self.v.weight[0]
+        )
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.query_dim, self.key_dim)
+        return AF.attend(self.scores(query, key), value, mask, self.dropout, self.training)
+
+
+class LuongAttention(AttentionModule):
+    r"""Luong (multiplicative) attention with the ``dot``, ``general`` or ``concat`` score.
+
+    - ``dot``: :math:`q^\top k` (needs ``query_dim == key_dim``)
+    - ``general``: :math:`q^\top W k`
+    - ``concat``: :math:`v^\top \tanh(W[q; k])`
+
+    Luong, Pham and Manning (2015), "Effective Approaches to Attention-based
+    Neural Machine Translation", arXiv:1508.04025.
+
+    Parameters
+    ----------
+    query_dim : int
+    key_dim : int, optional
+        Default ``query_dim``.
+    method : {"dot", "general", "concat"}
+    hidden_dim : int, optional
+        Width of the ``concat`` network; default ``query_dim``.
+    dropout : float
+
+    Shape
+    -----
+    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
+      value: ``(batch, Lk, Dv)``
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int | None = None,
+        method: str = "general",
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        key_dim = key_dim or query_dim
+        self.method = check_choice(method, "method", ("dot", "general", "concat"))
+        if method == "dot" and key_dim != query_dim:
+            raise ValueError(
+                f"key_dim: the dot score needs key_dim == query_dim ({query_dim}), got {key_dim}"
+            )
+        self.query_dim, self.key_dim = query_dim, key_dim
+        self.dropout = dropout
+        if method == "general":
+            self.weight = nn.Parameter(torch.empty(query_dim, key_dim))
+            nn.init.xavier_uniform_(self.weight)
+        elif method == "concat":
+            hidden_dim = hidden_dim or query_dim
+            self.weight = nn.Parameter(torch.empty(query_dim + key_dim, hidden_dim))
+            self.v = nn.Parameter(torch.empty(hidden_dim))
+            nn.init.xavier_uniform_(self.weight)
+            nn.init.uniform_(self.v, -1 / math.sqrt(hidden_dim), 1 / math.sqrt(hidden_dim))
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """Scores ``(batch, Lq, Lk)``."""
+        if self.method == "dot":
+            return AF.dot_score(query, key)
+        if self.method == "general":
+            return AF.general_score(query, key, self.weight)
+        return AF.concat_score(query, key, self.weight, self.v)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.query_dim, self.key_dim)
+        return AF.attend(self.scores(query, key), value, mask, self.dropout, self.training)
+
+    def extra_repr(self) -> str:
+        return f"query_dim={self.query_dim}, key_dim={self.key_dim}, method={self.method!r}"
+
+
+class ContentBasedAttention(AttentionModule):
+    r"""Content-based attention: :math:`\mathrm{score}(q, k) = \beta \cos(q, k)`.
+
+    The addressing of the Neural Turing Machine (Graves, Wayne and Danihelka,
+    2014, arXiv:1410.5401); ``beta`` is learned (kept positive through a
+    softplus).
+
+    Parameters
+    ----------
+    dim : int
+        Query and key features.
+    beta : float
+        Initial key strength.
+
+    Shape
+    -----
+    - query: ``(batch, Lq, dim)``; key: ``(batch, Lk, dim)``; value: ``(batch, Lk, Dv)``
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    """
+
+    def __init__(self, dim: int, beta: float = 5.0) -> None:
+        super().__init__()
+        self.dim = dim
+        # softplus^{-1}(beta), so that the initial strength is exactly beta
+        self.raw_beta = nn.Parameter(torch.tensor(math.log(math.expm1(beta))))
+
+    @property
+    def beta(self) -> Tensor:
+        return nn.functional.softplus(self.raw_beta)
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """Scores ``(batch, Lq, Lk)``."""
+        return AF.cosine_score(query, key, self.beta)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.dim, self.dim)
+        return AF.attend(self.scores(query, key), value, mask)
+
+
+class LocationBasedAttention(AttentionModule):
+    r"""Location-based attention: :math:`a = \mathrm{softmax}(W_a q)` over key positions.
+
+    The weights depend on the query only, never on the keys' content
+    (Luong et al., 2015, arXiv:1508.04025).
+
+    Parameters
+    ----------
+    query_dim : int
+    max_keys : int
+        Longest key sequence the layer can address.
+
+    Shape
+    -----
+    - query: ``(batch, Lq, query_dim)``; key, value: ``(batch, Lk, ...)`` with
+      ``Lk <= max_keys`` (``key`` only gives the length)
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    """
+
+    def __init__(self, query_dim: int, max_keys: int) -> None:
+        super().__init__()
+        self.query_dim = query_dim
+        self.weight = nn.Parameter(torch.empty(query_dim, max_keys))
+        nn.init.xavier_uniform_(self.weight)
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """Scores ``(batch, Lq, Lk)``."""
+        return AF.location_score(query, self.weight, key.shape[-2])
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.query_dim, None)
+        return AF.attend(self.scores(query, key), value, mask)
+
+
+class LocalAttention(AttentionModule):
+    r"""Luong's local attention: a window of :math:`2D+1` keys around a centre :math:`p_t`.
+
+    - ``local-m`` (monotonic): :math:`p_t = t`, the query's position.
+    - ``local-p`` (predictive): :math:`p_t = S\,\sigma(v_p^\top\tanh(W_p h_t))`
+      and the weights are multiplied by a Gaussian
+      :math:`\exp(-(s-p_t)^2/2\sigma^2)`, :math:`\sigma = D/2`.
+
+    Scores inside the window use Luong's ``general`` score :math:`q^\top W k`.
+    Luong, Pham and Manning (2015), arXiv:1508.04025.
+
+    Parameters
+    ----------
+    query_dim : int
+    window : int
+        Half-width :math:`D`.
+    mode : {"local-m", "local-p"}
+    key_dim : int, optional
+        Default ``query_dim``.
+    hidden_dim : int, optional
+        Width of the position predictor; default ``query_dim``.
+
+    Shape
+    -----
+    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
+      value: ``(batch, Lk, Dv)``; mask: boolean, broadcastable to ``(batch, Lq, Lk)``;
+      positions: ``(batch, Lq)`` or ``(Lq,)`` (local-m centres, default ``0..Lq-1``)
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    """
+
+    uses_positions = True
+
+    def __init__(
+        self,
+        query_dim: int,
+        window: int,
+        mode: str = "local-p",
+        key_dim: int | None = None,
+        hidden_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.mode = check_choice(mode, "mode", ("local-m", "local-p"))
+        self.window = window
+        self.score = LuongAttention(query_dim, key_dim, method="general")
+        self.query_dim = query_dim
+        hidden_dim = hidden_dim or query_dim
+        if mode == "local-p":
+            self.w_p = nn.Linear(query_dim, hidden_dim, bias=False)
+            self.v_p = nn.Linear(hidden_dim, 1, bias=False)
+
+    def centers(
+        self, query: Tensor, key: Tensor, mask: Tensor | None, positions: Tensor | None
+    ) -> Tensor:
+        """Window centres ``(batch, Lq)``."""
+        b, lq = query.shape[:2]
+        if self.mode == "local-m":
+            if positions is None:
+                positions = torch.arange(lq, device=query.device)
+            return positions.to(query.dtype).expand(b, lq)
+        if mask is not None and mask.dtype == torch.bool:
+            lengths = mask.expand(b, lq, key.shape[1])[:, 0, :].sum(-1)  # (B,)
+        else:
+            lengths = torch.full((b,), key.shape[1], device=query.device)
+        return AF.predictive_position(query, self.w_p.weight.T, self.v_p.weight[0], lengths - 1)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.query_dim, self.score.key_dim)
+        scores = self.score.scores(query, key)  # (B, Lq, Lk)
+        center = self.centers(query, key, mask, positions)  # (B, Lq)
+        return AF.local_attention(
+            scores, value, center, self.window, mask, gaussian=self.mode == "local-p"
+        )
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, window={self.window}"
+
+
+class HardAttention(AttentionModule):
+    r"""Hard attention: one key per query, chosen by argmax or sampling.
+
+    Scores with Luong's ``general`` score; see
+    :func:`attnlib.functional.hard_attention` for the estimators. In
+    evaluation mode it always takes the argmax. Xu et al. (2015), "Show,
+    Attend and Tell", arXiv:1502.03044.
+
+    Parameters
+    ----------
+    query_dim : int
+    key_dim : int, optional
+    mode : {"sample", "argmax"}
+        How keys are chosen during training.
+    estimator : {"straight_through", "reinforce"}
+
+    Shape
+    -----
+    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
+      value: ``(batch, Lk, Dv)``
+    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``, one-hot rows
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int | None = None,
+        mode: str = "sample",
+        estimator: str = "straight_through",
+    ) -> None:
+        super().__init__()
+        self.mode = check_choice(mode, "mode", ("argmax", "sample"))
+        self.estimator = check_choice(estimator, "estimator", ("straight_through", "reinforce"))
+        self.score = LuongAttention(query_dim, key_dim, method="general")
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """Scores ``(batch, Lq, Lk)`` (use with :func:`~attnlib.functional.hard_attention_log_prob`)."""
+        return self.score.scores(query, key)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_inputs(query, key, value, self.score.query_dim, self.score.key_dim)
+        mode = self.mode if self.training else "argmax"
+        return AF.hard_attention(
+            self.scores(query, key), value, mask, mode=mode, estimator=self.estimator
+        )
+
+
+class MultiHeadAttention(AttentionModule):
+    r"""Multi-head attention (Vaswani et al., 2017, arXiv:1706.03762).
+
+    .. math::
+
+        \mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots,
+        \mathrm{head}_h) W^O, \quad
+        \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q, K W_i^K, V W_i^V)
+
+    The same computation and parameters as :class:`torch.nn.MultiheadAttention`
+    (use :meth:`from_torch` to copy them), with attnlib's mask convention and
+    per-head weights.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Model width :math:`d_{model}`.
+    num_heads : int
+        Number of heads :math:`h`; must divide ``embed_dim``.
+    dropout : float
+        Dropout on the attention weights during training.
+    bias : bool
+        Biases in the four projections.
+    kdim, vdim : int, optional
+        Features of ``key`` and ``value`` (default ``embed_dim``), for
+        cross-attention to a memory of another width.
+    batch_first : bool
+        ``True``: inputs are ``(batch, length, features)``; ``False``:
+        ``(length, batch, features)`` as in PyTorch's default.
+
+    Shape
+    -----
+    - query: ``(batch, Lq, embed_dim)``; key: ``(batch, Lk, kdim)``;
+      value: ``(batch, Lk, vdim)`` (length first if not ``batch_first``)
+    - mask: boolean or additive, broadcastable to ``(batch, heads, Lq, Lk)``
+    - output: ``(batch, Lq, embed_dim)``; weights: ``(batch, heads, Lq, Lk)``
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int(embed_dim, "embed_dim")
+        check_positive_int(num_heads, "num_heads")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"num_heads: expected a divisor of embed_dim ({embed_dim}), got {num_heads}"
+            )
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
+        self.head_dim = embed_dim // num_heads
+        self.dropout, self.batch_first = dropout, batch_first
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(proj.weight)
+        if bias:
+            for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+                nn.init.zeros_(proj.bias)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        if not self.batch_first:
+            for name, x in (("query", query), ("key", key), ("value", value)):
+                check_rank(x, name, (3,), "(length, batch, features)")
+            query, key, value = (x.transpose(0, 1) for x in (query, key, value))
+        _check_inputs(query, key, value, self.embed_dim, self.kdim)
+        check_size(value, "value", -1, self.vdim, "value features (vdim)")
+        q = AF.split_heads(self.q_proj(query), self.num_heads)  # (B, H, Lq, d)
+        k = AF.split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, d)
+        v = AF.split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, d)
+        if mask is not None:
+            check_mask(mask, "mask", (*q.shape[:3], k.shape[2]), "(batch, heads, query, key)")
+        out, weights = AF.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout,
+            is_causal=is_causal,
+            training=self.training,
+        )
+        out = self.out_proj(AF.merge_heads(out))  # (B, Lq, E)
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights  # weights: (B, H, Lq, Lk)
+
+    @classmethod
+    def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
+        """A copy of a :class:`torch.nn.MultiheadAttention` with the same weights.
+
+        ``add_bias_kv`` and ``add_zero_attn`` are not supported.
+        """
+        if not isinstance(module, nn.MultiheadAttention):
+            raise TypeError(
+                f"module: expected torch.nn.MultiheadAttention, got {type(module).__name__}"
+            )
+        if module.bias_k is not None or module.add_zero_attn:
+            raise ValueError("module: add_bias_kv and add_zero_attn are not supported")
+        bias = module.in_proj_bias is not None
+        new = cls(
+            module.embed_dim,
+            module.num_heads,
+            dropout=module.dropout,
+            bias=bias,
+            kdim=module.kdim,
+            vdim=module.vdim,
+            batch_first=module.batch_first,
+        )
+        e = module.embed_dim
+        if module._qkv_same_embed_dim:
+            w_q, w_k, w_v = module.in_proj_weight.split(e)
+        else:
+            w_q, w_k, w_v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
+        ref = module.out_proj.weight
+        new = new.to(dtype=ref.dtype, device=ref.device)
+        with torch.no_grad():
+            for proj, w in ((new.q_proj, w_q), (new.k_proj, w_k), (new.v_proj, w_v)):
+                proj.weight.copy_(w)
+            new.out_proj.weight.copy_(module.out_proj.weight)
+            if bias:
+                for proj, b in zip(
+                    (new.q_proj, new.k_proj, new.v_proj), module.in_proj_bias.split(e), strict=True
+                ):
+                    proj.bias.copy_(b)
+                new.out_proj.bias.copy_(module.out_proj.bias)
+        new.train(module.training)
+        return new
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, "
+            f"vdim={self.vdim}, batch_first={self.batch_first}"
+        )

@@ -1,0 +1,196 @@
+"""Attention heatmaps with token labels, colour bars and masks drawn as masks.
+
+The figures are meant for the site: a title, labelled axes (query down the
+side, key along the top), a colour bar, and masked cells hatched in grey so
+that "not allowed" never looks like "small weight".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ._checks import shape_str
+
+__all__ = ["plot_attention", "plot_attention_heads"]
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def plot_attention(
+    weights,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    mask=None,
+    cmap: str = "viridis",
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    annotate: bool | None = None,
+    colorbar: bool = True,
+    xlabel: str = "key",
+    ylabel: str = "query",
+) -> Axes:
+    """Draw one attention map as a heatmap.
+
+    Parameters
+    ----------
+    weights : Tensor or array-like
+        Attention weights, one row per query.
+    query_labels, key_labels : sequence of str, optional
+        Token labels of the rows and columns.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure if omitted.
+    title : str, optional
+    mask : Tensor or array-like of bool, optional
+        ``True`` = may attend; forbidden cells are hatched grey.
+    cmap : str
+    vmin, vmax : float, optional
+        Colour scale (share it when comparing maps).
+    annotate : bool, optional
+        Write the weights in the cells (default: when the map is at most 8x8).
+    colorbar : bool
+    xlabel, ylabel : str
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Shape
+    -----
+    - weights: ``(Lq, Lk)``; mask: broadcastable to ``(Lq, Lk)``
+    """
+    w = _as_numpy(weights)
+    if w.ndim != 2:
+        raise ValueError(f"weights: expected a 2-D (query, key) map, got shape {shape_str(w.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.55 * w.shape[1], 0.8 + 0.5 * w.shape[0]))
+    shown = np.ma.masked_array(w, mask=np.zeros_like(w, dtype=bool))
+    if mask is not None:
+        allowed = np.broadcast_to(_as_numpy(mask).astype(bool), w.shape)
+        shown = np.ma.masked_array(w, mask=~allowed)
+        ax.set_facecolor("#d9d9d9")
+        ax.patch.set_hatch("///")
+        ax.patch.set_edgecolor("#8c8c8c")
+    image = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    for labels, set_ticks, set_labels, n in (
+        (query_labels, ax.set_yticks, ax.set_yticklabels, w.shape[0]),
+        (key_labels, ax.set_xticks, ax.set_xticklabels, w.shape[1]),
+    ):
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"labels: expected {n} labels, got {len(labels)}")
+            set_ticks(range(n))
+            set_labels(list(labels))
+    if key_labels is not None:
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if annotate is None:
+        annotate = w.shape[0] <= 8 and w.shape[1] <= 8
+    if annotate:
+        top = vmax if vmax is not None else (w.max() if w.size else 1.0)
+        for (i, j), value in np.ndenumerate(w):
+            if shown.mask is not np.ma.nomask and shown.mask[i, j]:
+                continue
+            colour = "black" if value > 0.6 * top else "white"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color=colour)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="weight")
+    return ax
+
+
+def plot_attention_heads(
+    weights,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    *,
+    ncols: int = 4,
+    title: str | None = None,
+    mask=None,
+    cmap: str = "viridis",
+    head_titles: Sequence[str] | None = None,
+    annotate: bool = False,
+    cell_size: float = 0.35,
+) -> Figure:
+    """Draw several heads (or layers) side by side on one shared colour scale.
+
+    Parameters
+    ----------
+    weights : Tensor or array-like
+        One map per head.
+    query_labels, key_labels : sequence of str, optional
+    ncols : int
+        Maps per row.
+    title : str, optional
+        Figure title.
+    mask : optional
+        ``True`` = may attend, broadcastable to ``(Lq, Lk)``.
+    cmap : str
+    head_titles : sequence of str, optional
+        Default ``"head 0"``, ``"head 1"``, ...
+    annotate : bool
+    cell_size : float
+        Inches per cell.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Shape
+    -----
+    - weights: ``(heads, Lq, Lk)``
+    """
+    w = _as_numpy(weights)
+    if w.ndim != 3:
+        raise ValueError(
+            f"weights: expected a 3-D (heads, query, key) tensor, got shape {shape_str(w.shape)}"
+        )
+    heads, lq, lk = w.shape
+    ncols = min(ncols, heads)
+    nrows = -(-heads // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * (1.2 + cell_size * lk) + 1.0, nrows * (1.0 + cell_size * lq)),
+        squeeze=False,
+    )
+    vmax = float(w.max()) if w.size else 1.0
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.set_visible(False)
+            continue
+        plot_attention(
+            w[h],
+            query_labels if h % ncols == 0 else None,
+            key_labels,
+            ax=ax,
+            title=head_titles[h] if head_titles else f"head {h}",
+            mask=mask,
+            cmap=cmap,
+            vmin=0.0,
+            vmax=vmax,
+            annotate=annotate,
+            colorbar=False,
+            ylabel="query" if h % ncols == 0 else "",
+        )
+        if h % ncols and query_labels is not None:
+            ax.set_yticks([])
+    image = axes.flat[0].images[0]
+    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="weight (shared scale)")
+    if title:
+        fig.suptitle(title)
+    return fig

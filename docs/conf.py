@@ -1,0 +1,104 @@
+"""Sphinx configuration for the attnlib site."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE / "sphinxext"))
+
+import attnlib
+
+project = "attnlib"
+author = "attnlib developers"
+copyright = "2026, attnlib developers"
+release = attnlib.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "myst_nb",
+    "sphinx_gallery.gen_gallery",
+    "sphinx_copybutton",
+    "sphinx_design",
+    # Serves MathJax 3 from _static/mathjax: the site makes no request to any other host.
+    "sphinx-mathjax-offline",
+]
+
+# -- Sources ------------------------------------------------------------------
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
+# sphinx-gallery writes a .ipynb next to every tutorial for download; myst-nb
+# would otherwise claim those notebooks as pages of their own.
+exclude_patterns = [
+    "_build",
+    "auto_gallery/**/*.ipynb",
+    "auto_gallery/**/*.py",
+    "auto_gallery/**/*.zip",
+    "**/*.codeobj.json",
+    "sphinxext",
+]
+templates_path = ["_templates"]
+
+# -- MyST / myst-nb -----------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+nb_execution_mode = "off"  # theory pages are prose; tutorials execute via sphinx-gallery
+
+# -- API reference ------------------------------------------------------------
+autosummary_generate = True
+autodoc_typehints = "none"  # the numpy docstrings carry the types
+autodoc_member_order = "bysource"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+napoleon_preprocess_types = True
+nitpicky = True
+# No intersphinx: the build must not touch the network. Names from other
+# packages are left unlinked instead of warned about.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(torch|np|numpy|pd|pandas|matplotlib|plt|mpl|nn|F)\..*"),
+    (r"py:class", r"(Tensor|Module|Axes|Figure|optional|callable|array-like|default .*)"),
+    (r"py:class", r"(int|float|bool|str|tuple|list|dict|None)( .*)?"),
+]
+
+# -- HTML ---------------------------------------------------------------------
+html_theme = "furo"
+html_title = "attnlib: attention, from theory to implementation"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_theme_options = {
+    "source_repository": "",
+    "navigation_with_keys": True,
+}
+html_show_sourcelink = False
+copybutton_exclude = ".linenos, .gp, .go"
+
+# -- sphinx-gallery -----------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "../gallery",
+    "gallery_dirs": "auto_gallery",
+    # Execute every script (the default pattern only runs plot_*.py).
+    "filename_pattern": os.environ.get("ATTNLIB_GALLERY_PATTERN", r".*\.py"),
+    "ignore_pattern": r"__init__\.py|/_",
+    "within_subsection_order": "FileNameSortKey",
+    "abort_on_example_error": True,
+    "reset_modules": ("matplotlib", "seaborn", "gallery_utils.reset_state"),
+    "doc_module": ("attnlib",),
+    "backreferences_dir": "api/generated/backreferences",
+    "exclude_implicit_doc": {r"attnlib\._.*"},
+    "min_reported_time": 0,
+    "remove_config_comments": True,
+    "first_notebook_cell": "%matplotlib inline",
+    "capture_repr": ("_repr_html_", "__repr__"),
+    "matplotlib_animations": False,
+    "show_memory": False,
+    "junit": "../_build/gallery-junit.xml",
+    "log_level": {"backreference_missing": "debug"},
+    "image_srcset": ["2x"],
+}

@@ -1,0 +1,93 @@
+"""Sessions that build the site and run the tests.
+
+``nox -s docs``       build the site into docs/_build/html (warnings are errors)
+``nox -s docs -- PATTERN``   execute only the tutorials whose path matches PATTERN
+``nox -s docs-live``  rebuild on change and serve with live reload
+``nox -s tests``      run pytest (arguments after ``--`` go to pytest)
+``nox -s lint``       ruff check and ruff format --check
+
+Every session installs pinned versions from ``constraints.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+BUILD_DIR = ROOT / "docs" / "_build" / "html"
+SPHINX_FLAGS = ("-W", "--keep-going", "-n", "-b", "html")
+
+nox.options.sessions = ["lint", "docs", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install(*CONSTRAINTS, "-e", spec)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Run the test suite; browser tests run when the site has been built."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the HTML site, executing every gallery tutorial.
+
+    A positional argument restricts execution to the tutorials whose path
+    matches it (a regular expression), for fast iteration while writing one;
+    the other tutorials are rendered from their last run, or without output.
+    """
+    _install(session, "docs")
+    env = {"PYTHONHASHSEED": "0"}
+    if session.posargs:
+        env["ATTNLIB_GALLERY_PATTERN"] = session.posargs[0]
+    session.run("sphinx-build", *SPHINX_FLAGS, "docs", str(BUILD_DIR), env=env)
+    session.log(f"The site is at {BUILD_DIR / 'index.html'}")
+    session.log(f"Serve it with: python -m http.server -d {BUILD_DIR} 8000")
+
+
+@nox.session(name="docs-live", python="3.11")
+def docs_live(session: nox.Session) -> None:
+    """Serve the site and rebuild it when a source file changes."""
+    _install(session, "docs")
+    session.install(*CONSTRAINTS, "sphinx-autobuild")
+    env = {}
+    if session.posargs:
+        env["ATTNLIB_GALLERY_PATTERN"] = session.posargs[0]
+    session.run(
+        "sphinx-autobuild",
+        "-b",
+        "html",
+        "--watch",
+        "attnlib",
+        "--watch",
+        "gallery",
+        "--ignore",
+        "*/auto_gallery/*",
+        "--ignore",
+        "*/generated/*",
+        "docs",
+        str(BUILD_DIR),
+        env=env,
+    )
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+if os.environ.get("CI"):
+    # CI always starts from a clean checkout; never reuse a stale environment.
+    nox.options.reuse_existing_virtualenvs = False
