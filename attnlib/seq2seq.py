@@ -55,7 +55,7 @@ class AttentionDecoder(nn.Module):
     Parameters
     ----------
     vocab_size, emb_dim, hidden_dim : int
-    attention : AttentionModule, optional
+    attention : attnlib.attention.AttentionModule, optional
         Any single-head attention layer of :mod:`attnlib.attention` taking
         queries and keys of ``hidden_dim`` features.
     pad_idx : int
@@ -110,7 +110,7 @@ class Seq2Seq(nn.Module):
     src_vocab, tgt_vocab : int
         Vocabulary sizes.
     emb_dim, hidden_dim : int
-    attention : AttentionModule, optional
+    attention : attnlib.attention.AttentionModule, optional
         Attention layer of the decoder (``None`` = no attention).
     pad_idx : int
 

@@ -58,12 +58,13 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_preprocess_types = True
+napoleon_custom_sections = ["Shape"]
 nitpicky = True
 # No intersphinx: the build must not touch the network. Names from other
 # packages are left unlinked instead of warned about.
 nitpick_ignore_regex = [
     (r"py:.*", r"(torch|np|numpy|pd|pandas|matplotlib|plt|mpl|nn|F)\..*"),
-    (r"py:class", r"(Tensor|Module|Axes|Figure|optional|callable|array-like|default .*)"),
+    (r"py:class", r"(Tensor|Module|Axes|Figure|optional|callable|array-like|sequence|default .*)"),
     (r"py:class", r"(int|float|bool|str|tuple|list|dict|None)( .*)?"),
 ]
 
@@ -72,6 +73,7 @@ html_theme = "furo"
 html_title = "attnlib: attention, from theory to implementation"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+html_favicon = "_static/favicon.svg"
 html_theme_options = {
     "source_repository": "",
     "navigation_with_keys": True,

@@ -52,22 +52,35 @@ IMAGES_JS = """async () => {
 }"""
 
 # Runs after load on pages with .math nodes: waits for MathJax's first typeset, reports on it.
+# TeX errors are found in MathJax's internal trees: an merror node, or (the default
+# `noundefined` package) an undefined macro typeset as red text beginning with a backslash.
 MATH_JS = r"""async () => {
   const nodes = [...document.querySelectorAll(".math")];
   if (!nodes.length) return null;
-  const deadline = Date.now() + 20000;
+  const deadline = Date.now() + 10000;
   while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
     if (Date.now() > deadline) return {error: "MathJax never started"};
     await new Promise((done) => setTimeout(done, 50));
   }
   try { await MathJax.startup.promise; } catch (e) { return {error: `MathJax failed: ${e}`}; }
   const cut = (s) => s.trim().replace(/\s+/g, " ").slice(0, 100);
+  const errors = [];
+  for (const item of MathJax.startup.document.math) {
+    item.root.walkTree((node) => {
+      const text = node.isKind("mtext") ? node.childNodes.map((c) => c.getText?.() ?? "") : [];
+      if (node.isKind("merror")) {
+        errors.push(`${node.attributes.get("data-mjx-error") || "error"} in ${cut(item.math)}`);
+      } else if (/^\\[A-Za-z]/.test(text.join(""))) {
+        errors.push(`undefined ${text.join("")} in ${cut(item.math)}`);
+      }
+    });
+  }
   return {
+    errors,
     containers: document.querySelectorAll("mjx-container").length,
-    untypeset: nodes.filter((n) => !n.querySelector("mjx-container")).map((n) => cut(n.textContent)),
+    untypeset: nodes.filter((n) => !n.querySelector("mjx-container"))
+      .map((n) => cut(n.textContent)),
     raw: nodes.map((n) => n.innerText).filter((t) => /\\[()[\]]|\$\$/.test(t)).map(cut),
-    errors: [...document.querySelectorAll("mjx-merror")]
-      .map((e) => cut(e.getAttribute("data-mjx-error") || e.textContent)),
   };
 }"""
 
