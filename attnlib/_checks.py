@@ -48,14 +48,26 @@ def check_same_leading(a: Tensor, a_name: str, b: Tensor, b_name: str, what: str
         )
 
 
-def check_mask(mask: Tensor, name: str, target: Sequence[int], layout: str) -> None:
-    """A mask must be boolean (True = may attend) or floating (added to the scores),
-    of rank at most ``len(target)`` and broadcastable to ``target``."""
+def check_mask(
+    mask: Tensor,
+    name: str,
+    target: Sequence[int],
+    layout: str,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """A mask must be boolean (True = may attend) or floating (added to the scores,
+    of the scores' ``dtype`` when given), of rank at most ``len(target)`` and
+    broadcastable to ``target``."""
     check_tensor(mask, name)
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(
             f"{name}: expected dtype torch.bool (True = may attend) or a floating "
             f"additive mask, got dtype {mask.dtype}"
+        )
+    if mask.is_floating_point() and dtype is not None and mask.dtype != dtype:
+        raise TypeError(
+            f"{name}: expected a torch.bool mask or an additive mask of the scores' dtype "
+            f"{dtype}, got dtype {mask.dtype}"
         )
     ok = mask.dim() <= len(target)
     if ok:

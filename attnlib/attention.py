@@ -319,8 +319,9 @@ class LocalAttention(AttentionModule):
     r"""Luong's local attention: a window of :math:`2D+1` keys around a centre :math:`p_t`.
 
     - ``local-m`` (monotonic): :math:`p_t = t`, the query's position.
-    - ``local-p`` (predictive): :math:`p_t = S\,\sigma(v_p^\top\tanh(W_p h_t))`
-      and the weights are multiplied by a Gaussian
+    - ``local-p`` (predictive): :math:`p_t = (S-1)\,\sigma(v_p^\top\tanh(W_p h_t))`
+      for ``S`` unmasked keys (Luong's :math:`S\,\sigma(\cdot)` with 0-based
+      positions), and the weights are multiplied by a Gaussian
       :math:`\exp(-(s-p_t)^2/2\sigma^2)`, :math:`\sigma = D/2`.
 
     Scores inside the window use Luong's ``general`` score :math:`q^\top W k`.
@@ -535,7 +536,8 @@ class MultiHeadAttention(AttentionModule):
         k = AF.split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, d)
         v = AF.split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, d)
         if mask is not None:
-            check_mask(mask, "mask", (*q.shape[:3], k.shape[2]), "(batch, heads, query, key)")
+            target = (*q.shape[:3], k.shape[2])
+            check_mask(mask, "mask", target, "(batch, heads, query, key)", q.dtype)
         out, weights = AF.scaled_dot_product_attention(
             q,
             k,

@@ -275,7 +275,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     check_tensor(scores, "scores")
     if mask is None:
         return torch.softmax(scores, dim=dim)
-    check_mask(mask, "mask", scores.shape, "(the scores' shape)")
+    check_mask(mask, "mask", scores.shape, "(the scores' shape)", scores.dtype)
     if mask.dtype == torch.bool:
         allowed = mask.expand_as(scores)
     else:
@@ -387,7 +387,7 @@ def scaled_dot_product_attention(
     scores = scaled_dot_score(query, key, scale)  # (..., Lq, Lk)
     mask = attn_mask
     if mask is not None:
-        check_mask(mask, "attn_mask", scores.shape, "(..., query, key)")
+        check_mask(mask, "attn_mask", scores.shape, "(..., query, key)", scores.dtype)
     if is_causal:
         causal = causal_mask(query.shape[-2], key.shape[-2], device=query.device)
         if mask is None:
@@ -395,7 +395,7 @@ def scaled_dot_product_attention(
         elif mask.dtype == torch.bool:
             mask = mask & causal
         else:
-            mask = mask.masked_fill(~causal, float("-inf"))
+            mask = torch.where(causal, mask, float("-inf"))
     return attend(scores, value, mask, dropout_p, training)
 
 
@@ -479,6 +479,7 @@ def multi_head_attention(
     check_rank(query, "query", (3,), "(batch, query length, features)")
     check_rank(key, "key", (3,), "(batch, key length, features)")
     check_rank(value, "value", (3,), "(batch, key length, features)")
+    _check_qkv(query, key, value)
     check_positive_int(num_heads, "num_heads")
     for name, x in (("query", query), ("value", value)):
         if x.shape[-1] % num_heads:
@@ -491,7 +492,7 @@ def multi_head_attention(
     v = split_heads(value, num_heads)  # (B, H, Lk, dv)
     if mask is not None:
         target = (q.shape[0], num_heads, q.shape[2], k.shape[2])
-        check_mask(mask, "mask", target, "(batch, heads, query, key)")
+        check_mask(mask, "mask", target, "(batch, heads, query, key)", q.dtype)
     out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return merge_heads(out), weights  # (B, Lq, Ev), (B, H, Lq, Lk)
 
@@ -545,7 +546,9 @@ def hard_attention(
         idx = torch.multinomial(flat, 1, generator=generator).view(soft.shape[:-1])
     hard = F.one_hot(idx, soft.shape[-1]).to(soft.dtype) * any_allowed
     if estimator == "straight_through":
-        hard = hard + soft - soft.detach()
+        # (soft - soft.detach()) is exactly 0 in the forward pass, so the
+        # weights stay exactly one-hot; its gradient is the softmax's.
+        hard = (soft - soft.detach()) + hard
     _check_values_for(scores, value)
     return hard @ value, hard
 
@@ -680,8 +683,10 @@ def sliding_window_attention(
     )
     mask = band
     if attn_mask is not None:
-        check_mask(attn_mask, "attn_mask", (*query.shape[:-1], key.shape[-2]), "(..., query, key)")
-        mask = band & attn_mask if attn_mask.dtype == torch.bool else attn_mask.masked_fill(
-            ~band, float("-inf")
-        )
+        target = (*query.shape[:-1], key.shape[-2])
+        check_mask(attn_mask, "attn_mask", target, "(..., query, key)", query.dtype)
+        if attn_mask.dtype == torch.bool:
+            mask = band & attn_mask
+        else:
+            mask = torch.where(band, attn_mask, float("-inf"))
     return scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale)

@@ -173,9 +173,10 @@ class Seq2Seq(nn.Module):
     def greedy_decode(
         self, src: Tensor, max_len: int, bos_idx: int, eos_idx: int | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Greedy decoding: ``tokens (B, max_len)`` (without BOS) and the
-        weights ``(B, max_len, S)`` (``None`` without attention). After EOS a
-        sequence is padded with ``pad_idx``."""
+        """Greedy decoding: ``tokens (B, T)`` (without BOS) and the weights
+        ``(B, T, S)`` (``None`` without attention), ``T <= max_len``: decoding
+        stops early once every sequence has produced ``eos_idx``, and after its
+        EOS a sequence is padded with ``pad_idx``."""
         memory, memory_mask, state = self.encode(src)
         token = torch.full((src.shape[0],), bos_idx, dtype=torch.long, device=src.device)
         done = torch.zeros_like(token, dtype=torch.bool)

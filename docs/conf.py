@@ -37,10 +37,10 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 # would otherwise claim those notebooks as pages of their own.
 exclude_patterns = [
     "_build",
-    "auto_gallery/**/*.ipynb",
-    "auto_gallery/**/*.py",
-    "auto_gallery/**/*.zip",
-    "**/*.codeobj.json",
+    "auto_gallery/**.ipynb",
+    "auto_gallery/**.py",
+    "auto_gallery/**.zip",
+    "**.codeobj.json",
     "sphinxext",
 ]
 templates_path = ["_templates"]
@@ -87,7 +87,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_gallery",
     # Execute every script (the default pattern only runs plot_*.py).
     "filename_pattern": os.environ.get("ATTNLIB_GALLERY_PATTERN", r".*\.py"),
-    "ignore_pattern": r"__init__\.py|/_",
+    "ignore_pattern": r"__init__\.py|^_",
     "within_subsection_order": "FileNameSortKey",
     "abort_on_example_error": True,
     "reset_modules": ("matplotlib", "seaborn", "gallery_utils.reset_state"),
@@ -95,6 +95,10 @@ sphinx_gallery_conf = {
     "backreferences_dir": "api/generated/backreferences",
     "exclude_implicit_doc": {r"attnlib\._.*"},
     "min_reported_time": 0,
+    # The execution-time summary pages load jQuery and DataTables from a CDN;
+    # the site must not touch other hosts. Times are in each tutorial page,
+    # in the build log, and in docs/_build/gallery-junit.xml.
+    "write_computation_times": False,
     "remove_config_comments": True,
     "first_notebook_cell": "%matplotlib inline",
     "capture_repr": ("_repr_html_", "__repr__"),

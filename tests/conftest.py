@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -23,6 +24,9 @@ settings.register_profile(
     "attnlib", max_examples=30, deadline=None, derandomize=True, database=None
 )
 settings.load_profile("attnlib")
+
+# the tensors here are tiny: one intra-op thread avoids oversubscribing a shared machine
+torch.set_num_threads(1)
 
 TOLERANCES = {
     torch.float32: {"atol": 1e-5, "rtol": 1e-5},
@@ -38,6 +42,13 @@ def seed() -> int:
     """Seed torch's global generator before every test, so every test is reproducible."""
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test opened (even when it failed)."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])

@@ -1,0 +1,367 @@
+"""
+Why attention: the fixed-size bottleneck, measured
+==================================================
+
+A recurrent encoder-decoder without attention must pass everything it knows
+about the input to the decoder through one hidden vector of fixed size. We
+train two GRU encoder-decoders that differ only in that respect, one without
+attention and one with Bahdanau's additive attention, on the same copying task
+with the same budget, and measure how their accuracy changes as the sequences
+grow. Without attention the accuracy falls towards chance after a handful of
+tokens; with attention it stays near 100 % at every length we try, and the
+learned attention weights show how: at each output step the decoder looks at
+the source token it is copying.
+"""
+
+# %%
+# The bottleneck
+# --------------
+#
+# The first neural machine translation systems (Sutskever, Vinyals and Le,
+# 2014, arXiv:1409.3215; Cho et al., 2014, arXiv:1406.1078) read the source
+# sentence with a recurrent encoder and kept only its **last** hidden state
+# :math:`c = h_S`. The decoder then produced the translation from :math:`c`
+# alone:
+#
+# .. math::
+#
+#    s_t = f(s_{t-1}, y_{t-1}, c), \qquad p(y_t \mid y_{<t}, x) = g(s_t, y_{t-1}, c).
+#
+# Whatever the length of the input, :math:`c` has the same number of floats.
+# Cho et al. (2014, arXiv:1409.1259) found that the quality of these models
+# dropped sharply as the sentences got longer. Bahdanau, Cho and Bengio (2015,
+# arXiv:1409.0473) removed the bottleneck. They kept **every** encoder state
+# :math:`h_1, \dots, h_S` and gave the decoder a different context vector at
+# each step, a weighted average of those states:
+#
+# .. math::
+#
+#    c_t = \sum_{j=1}^{S} \alpha_{tj} h_j, \qquad
+#    \alpha_{tj} = \frac{\exp e_{tj}}{\sum_{k} \exp e_{tk}}, \qquad
+#    e_{tj} = v^\top \tanh(W_q s_{t-1} + W_k h_j).
+#
+# The weights :math:`\alpha_{tj}` are the *attention*: how much output step
+# :math:`t` looks at input position :math:`j`. In this tutorial we measure
+# what the change buys on a task small enough to train in seconds on a CPU.
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from attnlib.attention import AdditiveAttention
+from attnlib.plotting import plot_attention
+from attnlib.seq2seq import Seq2Seq
+
+torch.manual_seed(0)
+np.random.seed(0)
+
+# %%
+# The task: copy a random sequence
+# --------------------------------
+#
+# The source is a sequence of :math:`L` random symbols from an alphabet of 9
+# letters, and the target is the same sequence followed by an end-of-sequence
+# token. Since the symbols are independent, nothing can be guessed: every
+# token of the output has to come from the input. Without attention the whole
+# sequence must fit into one 64-dimensional state before the decoder starts
+# writing; with attention the decoder can go back and read it.
+#
+# Token ids: ``0`` is padding, ``1`` the beginning-of-sequence token (BOS)
+# that starts the decoder, ``2`` the end-of-sequence token (EOS), and
+# ``3..11`` the letters ``a..i``. For training we use *teacher forcing*: the
+# decoder input is the target shifted one step to the right (BOS first), so
+# at step :math:`t` the decoder sees the correct previous token and is trained
+# to predict the next one.
+
+PAD, BOS, EOS = 0, 1, 2
+LETTERS = "abcdefghi"
+VOCAB = 3 + len(LETTERS)  # 12 token ids
+MIN_LEN, MAX_LEN = 4, 16  # training lengths
+
+
+def make_batch(batch_size, length, generator=None):
+    """Random sources (B, L), targets (B, L + 1) and decoder inputs (B, L + 1)."""
+    src = torch.randint(3, VOCAB, (batch_size, length), generator=generator)
+    tgt = torch.cat([src, torch.full((batch_size, 1), EOS)], dim=1)  # copy, then EOS
+    tgt_in = torch.cat([torch.full((batch_size, 1), BOS), tgt[:, :-1]], dim=1)  # shift right
+    return src, tgt, tgt_in
+
+
+def show(ids):
+    names = {PAD: "<pad>", BOS: "<bos>", EOS: "<eos>"}
+    return [names.get(i, LETTERS[i - 3] if i >= 3 else "?") for i in ids.tolist()]
+
+
+src, tgt, tgt_in = make_batch(1, 6)
+print("source        :", " ".join(show(src[0])))
+print("decoder input :", " ".join(show(tgt_in[0])))
+print("target        :", " ".join(show(tgt[0])))
+
+# %%
+# Two models, one difference
+# --------------------------
+#
+# :class:`attnlib.seq2seq.Seq2Seq` is a GRU encoder and a GRU decoder that
+# takes an optional attention layer. With ``attention=None`` the context
+# given to the decoder at every step is the encoder's final state, which gives
+# the Cho et al. model above. With an attention layer the decoder's previous
+# state is the query, the encoder states are the keys and values, and the
+# context is the attention output. We use
+# :class:`attnlib.attention.AdditiveAttention`, Bahdanau's score
+# :math:`v^\top \tanh(W_q q + W_k k)`. Everything else is identical: same
+# embedding size (32), same state size (64), same output layer.
+
+HIDDEN = 64
+
+
+def make_model(attention):
+    torch.manual_seed(0)  # same initialisation of the shared parts
+    return Seq2Seq(VOCAB, VOCAB, emb_dim=32, hidden_dim=HIDDEN, attention=attention, pad_idx=PAD)
+
+
+models = {
+    "no attention": make_model(None),
+    "additive attention": make_model(AdditiveAttention(HIDDEN)),
+}
+for name, model in models.items():
+    print(f"{name:>18}: {sum(p.numel() for p in model.parameters()):,} parameters")
+
+# %%
+# The attention layer adds :math:`2 \times 64^2 + 64` parameters, about 25 %
+# more. The two models do not differ in size so much as in what the decoder
+# can see.
+#
+# Training
+# --------
+#
+# Both models get the same training: 400 Adam steps on batches of 64
+# sequences, each batch of one random length between 4 and 16, with the
+# cross-entropy of the next token as the loss. The learning rate follows a
+# one-cycle schedule (``torch.optim.lr_scheduler.OneCycleLR``, peak
+# :math:`10^{-2}`), which lets a model this small converge in a few hundred
+# steps. Gradients are clipped at norm 1, as is usual for recurrent networks.
+
+STEPS, BATCH = 400, 64
+
+
+def train(model, steps=STEPS, seed=0):
+    rng = np.random.default_rng(seed)  # the same sequence of lengths for both models
+    gen = torch.Generator().manual_seed(seed)  # ... and the same training data
+    opt = torch.optim.Adam(model.parameters())
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=steps)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        length = int(rng.integers(MIN_LEN, MAX_LEN + 1))
+        src, tgt, tgt_in = make_batch(BATCH, length, gen)
+        logits, _ = model(src, tgt_in)  # (B, L + 1, VOCAB)
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return np.array(losses)
+
+
+losses = {}
+for name, model in models.items():
+    start = time.perf_counter()
+    losses[name] = train(model)
+    print(f"{name:>18}: trained in {time.perf_counter() - start:.1f} s, "
+          f"final loss (mean of last 50 steps) {losses[name][-50:].mean():.3f}")
+
+fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+for name, curve in losses.items():
+    smooth = np.convolve(curve, np.ones(20) / 20, mode="valid")
+    ax.plot(np.arange(len(smooth)) + 20, smooth, label=name)
+ax.set_yscale("log")
+ax.set_xlabel("optimizer step")
+ax.set_ylabel("cross-entropy (moving average of 20 steps)")
+ax.set_title("Training loss, same data and budget")
+ax.legend()
+plt.show()
+
+# %%
+# The attention model's loss drops to almost zero. The model without attention
+# stalls at a much higher loss, because on most batches part of the sequence
+# did not fit into its state.
+#
+# Accuracy against sequence length
+# --------------------------------
+#
+# The evaluation is without teacher forcing: we give each model only the
+# source and let it write its own output with
+# :meth:`attnlib.seq2seq.Seq2Seq.greedy_decode`, which feeds back its most
+# likely token at each step and stops at EOS. For every length from 4 to 16 we
+# decode 300 fresh random sequences and measure
+#
+# - **per-token accuracy**: the fraction of the :math:`L` output positions
+#   holding the right letter;
+# - **exact match**: the fraction of sequences copied perfectly, EOS included.
+#
+# With 9 letters, guessing gives a per-token accuracy of :math:`1/9 \approx 0.11`.
+
+EVAL_LENGTHS = list(range(4, MAX_LEN + 1, 2))
+N_EVAL = 300
+
+
+def evaluate(model, length, n=N_EVAL):
+    """Per-token accuracy, exact match, per-position accuracy and weights."""
+    gen = torch.Generator().manual_seed(1000 + length)  # same test set for both models
+    src, tgt, _ = make_batch(n, length, gen)
+    model.eval()
+    out, weights = model.greedy_decode(src, max_len=length + 1, bos_idx=BOS, eos_idx=EOS)
+    pred = torch.full_like(tgt, PAD)
+    pred[:, : out.shape[1]] = out  # decoding may stop early at EOS
+    correct = pred == tgt  # (n, L + 1)
+    return {
+        "token_acc": correct[:, :length].float().mean().item(),
+        "exact": correct.all(dim=1).float().mean().item(),
+        "per_position": correct[:, :length].float().mean(dim=0).numpy(),
+        "src": src,
+        "weights": weights,
+    }
+
+
+results = {name: {L: evaluate(m, L) for L in EVAL_LENGTHS} for name, m in models.items()}
+
+table = pd.DataFrame(
+    {
+        (name, metric): [results[name][L][key] for L in EVAL_LENGTHS]
+        for name in models
+        for metric, key in (("token acc.", "token_acc"), ("exact match", "exact"))
+    },
+    index=pd.Index(EVAL_LENGTHS, name="length"),
+).round(3)
+table
+
+# %%
+# The table in a picture:
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+for (metric, key), ax in zip(
+    (("per-token accuracy", "token_acc"), ("exact match", "exact")), axes, strict=True
+):
+    for name, marker in zip(models, ("o", "s"), strict=True):
+        ax.plot(EVAL_LENGTHS, [results[name][L][key] for L in EVAL_LENGTHS],
+                marker=marker, label=name)
+    ax.set_xlabel("sequence length L")
+    ax.set_ylabel(metric)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xticks(EVAL_LENGTHS)
+    ax.grid(alpha=0.3)
+axes[0].axhline(1 / len(LETTERS), color="grey", ls=":", label="chance (1/9)")
+axes[0].set_title("Per-token accuracy vs length")
+axes[1].set_title("Exact match vs length")
+axes[0].legend()
+plt.show()
+
+# %%
+# Both models copy a 4-letter sequence perfectly. From there on the model
+# without attention loses accuracy at every step of length. By
+# :math:`L = 12` it almost never gets a whole sequence right, and at
+# :math:`L = 16` it gets about a third of the letters (chance is 11 %). The
+# attention model's curve stays flat near 1.
+#
+# *Where* in the output does the model without attention go wrong? The accuracy
+# of each output position at :math:`L = 16` shows it:
+
+fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+positions = np.arange(1, MAX_LEN + 1)
+for name, marker in zip(models, ("o", "s"), strict=True):
+    ax.plot(positions, results[name][MAX_LEN]["per_position"], marker=marker, label=name)
+ax.axhline(1 / len(LETTERS), color="grey", ls=":", label="chance (1/9)")
+ax.set_xlabel("output position")
+ax.set_ylabel("accuracy")
+ax.set_ylim(-0.03, 1.03)
+ax.set_xticks(positions)
+ax.set_title(f"Accuracy of each output position, L = {MAX_LEN}")
+ax.legend()
+plt.show()
+
+# %%
+# The model without attention writes the first letter or two reliably. Then
+# its accuracy falls position by position until it is close to guessing in
+# the second half. Its state was asked to hold 16 letters and it held a few,
+# blurred. More training or a wider state would move the cliff to longer
+# sequences, but it would not remove it: a fixed-size vector fills up at some
+# length. With attention the decoder need not remember the source at all,
+# because the source is still there to read at every step.
+#
+# What the attention model looks at
+# ---------------------------------
+#
+# :meth:`attnlib.seq2seq.Seq2Seq.greedy_decode` also returns the attention
+# weights :math:`\alpha_{tj}`, one row per output step and one column per
+# source token. To copy, output step :math:`t` should read source position
+# :math:`t`, so the map should be the diagonal. Here is one 12-letter example,
+# drawn with :func:`attnlib.plotting.plot_attention`:
+
+src_ex = results["additive attention"][12]["src"][:1]  # (1, 12)
+out_ex, weights_ex = models["additive attention"].greedy_decode(
+    src_ex, max_len=13, bos_idx=BOS, eos_idx=EOS
+)  # (1, 13), (1, 13, 12)
+print("source:", " ".join(show(src_ex[0])))
+print("output:", " ".join(show(out_ex[0])))
+
+ax = plot_attention(
+    weights_ex[0],
+    query_labels=show(out_ex[0]),
+    key_labels=show(src_ex[0]),
+    title="Additive attention while copying (one example)",
+    xlabel="source token (key)",
+    ylabel="output token (query step)",
+)
+plt.show()
+
+# %%
+# The weight sits on the diagonal, even though nothing in the model says that
+# output :math:`t` goes with input :math:`t`. The alignment was learned from
+# the copying loss alone. The last row, where the model writes EOS, is spread
+# out, because no source token corresponds to it. How often does the highest
+# weight fall on the expected position, over all 300 test sequences of
+# length 16?
+
+w16 = results["additive attention"][MAX_LEN]["weights"]  # (300, 17, 16)
+argmax = w16[:, :MAX_LEN].argmax(dim=-1)  # the letter steps, not EOS
+alignment = (argmax == torch.arange(MAX_LEN)).float().mean().item()
+print(f"fraction of output letters whose largest weight is on the copied position: {alignment:.3f}")
+print(f"mean largest weight per output letter: {w16[:, :MAX_LEN].max(-1).values.mean():.3f}")
+
+# %%
+# Summary and checks
+# ------------------
+#
+# With the same budget, the same data and 25 % more parameters, attention
+# turns a model that forgets after a few tokens into one that copies every
+# length we tried. It does so by reading the encoder state it needs at each
+# step instead of carrying all of them in one vector. This is the idea the rest
+# of the site builds on: attention is a learned, differentiable lookup into a
+# memory of vectors (the next tutorial, :ref:`sphx_glr_auto_gallery_01_foundations_02_soft_lookup.py`, makes this
+# precise).
+#
+# The checks below stop the build if the story stops being true. Measured
+# with this seed: at L = 16 per-token accuracy 0.99 with attention and 0.36
+# without (about the same with another seed); alignment 0.97.
+
+acc = {name: results[name][MAX_LEN]["token_acc"] for name in models}
+att_long = min(results["additive attention"][L]["token_acc"] for L in EVAL_LENGTHS if L >= 12)
+no_att_short = results["no attention"][4]["token_acc"]
+
+# both models learn the task when it is short
+assert no_att_short > 0.95 and results["additive attention"][4]["token_acc"] > 0.95
+# at the longest length attention wins by a wide margin (measured 0.99 vs 0.36)
+assert acc["additive attention"] - acc["no attention"] > 0.4, acc
+# the attention model stays accurate on long sequences (measured >= 0.99 for L >= 12)
+assert att_long > 0.9, att_long
+# without attention, accuracy falls with length (measured 1.00 -> 0.36)
+assert results["no attention"][4]["token_acc"] - acc["no attention"] > 0.4
+# the learned alignment is the diagonal (measured 0.97)
+assert alignment > 0.8, alignment
+print("all checks passed")

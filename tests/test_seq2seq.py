@@ -1,0 +1,194 @@
+"""attnlib.seq2seq.Seq2Seq with every single-head attention layer, and without attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnlib.attention import (
+    AdditiveAttention,
+    ContentBasedAttention,
+    HardAttention,
+    LocalAttention,
+    LocationBasedAttention,
+    LuongAttention,
+)
+from attnlib.seq2seq import Seq2Seq
+
+V_SRC, V_TGT, EMB, HID = 11, 9, 4, 6
+B, S, T = 3, 6, 5
+PAD, BOS, EOS = 0, 1, 2
+
+ATTENTIONS = {
+    "none": lambda: None,
+    "additive": lambda: AdditiveAttention(HID),
+    "luong_dot": lambda: LuongAttention(HID, method="dot"),
+    "luong_general": lambda: LuongAttention(HID, method="general"),
+    "luong_concat": lambda: LuongAttention(HID, method="concat"),
+    "content": lambda: ContentBasedAttention(HID),
+    "location": lambda: LocationBasedAttention(HID, max_keys=S + 2),
+    "local_m": lambda: LocalAttention(HID, window=1, mode="local-m"),
+    "local_p": lambda: LocalAttention(HID, window=2, mode="local-p"),
+    "hard": lambda: HardAttention(HID),
+}
+WITH_ATTENTION = [name for name in ATTENTIONS if name != "none"]
+SOFTMAX_ROWS = ["additive", "luong_dot", "luong_general", "luong_concat", "content", "location"]
+
+
+def make_model(name: str) -> Seq2Seq:
+    return Seq2Seq(V_SRC, V_TGT, EMB, HID, attention=ATTENTIONS[name](), pad_idx=PAD)
+
+
+def make_src() -> torch.Tensor:
+    src = torch.randint(3, V_SRC, (B, S))
+    src[1, -2:] = PAD  # length 4
+    src[2, -4:] = PAD  # length 2
+    return src
+
+
+@pytest.mark.parametrize("name", list(ATTENTIONS))
+def test_forward_shapes(name):
+    model = make_model(name)
+    logits, weights = model(make_src(), torch.randint(1, V_TGT, (B, T)))
+    assert logits.shape == (B, T, V_TGT)
+    assert not logits.isnan().any()
+    if name == "none":
+        assert weights is None
+    else:
+        assert weights.shape == (B, T, S)
+        assert not weights.isnan().any() and (weights >= 0).all()
+
+
+@pytest.mark.parametrize("name", WITH_ATTENTION)
+def test_padding_never_receives_attention(name):
+    """The weights at source padding positions are exactly 0, for every layer (train mode)."""
+    model = make_model(name).train()
+    src = make_src()
+    _, weights = model(src, torch.randint(1, V_TGT, (B, T)))
+    pad = (src == PAD)[:, None, :].expand(B, T, S)
+    assert torch.equal(weights[pad], torch.zeros_like(weights[pad]))
+    if name in SOFTMAX_ROWS or name == "hard":
+        torch.testing.assert_close(weights.sum(-1), torch.ones(B, T), atol=1e-5, rtol=0)
+
+
+def test_local_m_window_follows_the_decoder_step():
+    """local-m in the decoder: step t attends only to source positions t - D .. t + D."""
+    model = make_model("local_m").eval()
+    src = torch.randint(3, V_SRC, (B, S))
+    _, weights = model(src, torch.randint(1, V_TGT, (B, T)))
+    t = torch.arange(T)[:, None]
+    inside = ((torch.arange(S)[None, :] - t).abs() <= 1).expand(B, T, S)
+    assert torch.equal(weights[~inside], torch.zeros_like(weights[~inside]))
+    assert (weights[inside] > 0).all()
+
+
+@pytest.mark.parametrize("name", list(ATTENTIONS))
+def test_padding_does_not_change_the_result(name):
+    """A padded source sequence gives the same logits and weights as the same sequence alone,
+    unpadded: the encoder packs the sequences, and the decoder masks the padding."""
+    model = make_model(name).eval()
+    src = make_src()
+    tgt = torch.randint(1, V_TGT, (B, T))
+    logits, weights = model(src, tgt)
+    alone_logits, alone_weights = model(src[1:2, :4], tgt[1:2])
+    torch.testing.assert_close(logits[1:2], alone_logits, atol=1e-5, rtol=1e-5)
+    if weights is not None:
+        torch.testing.assert_close(weights[1:2, :, :4], alone_weights, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(ATTENTIONS))
+def test_greedy_decode_is_argmax_of_teacher_forced_logits(name):
+    """Feeding the greedy tokens back with teacher forcing reproduces the same logits' argmax
+    (and the same attention weights)."""
+    model = make_model(name).eval()
+    src = make_src()
+    tokens, weights = model.greedy_decode(src, max_len=T, bos_idx=BOS)
+    assert tokens.shape == (B, T) and tokens.dtype == torch.long
+    tgt_in = torch.cat([torch.full((B, 1), BOS), tokens[:, :-1]], dim=1)
+    logits, forced_weights = model(src, tgt_in)
+    assert torch.equal(logits.argmax(-1), tokens)
+    if name == "none":
+        assert weights is None
+    else:
+        assert weights.shape == (B, T, S)
+        torch.testing.assert_close(weights, forced_weights, atol=1e-6, rtol=0)
+
+
+def test_greedy_decode_stops_when_all_sequences_hit_eos(monkeypatch):
+    """Scripted decoder outputs: item 0 says EOS at step 1, item 1 at step 3. Decoding stops
+    after step 3 (not max_len), and item 0 is padded after its EOS."""
+    model = make_model("additive").eval()
+    script = [[5, 3], [EOS, 4], [6, 7], [8, EOS], [3, 3], [3, 3]]
+    real_step = model.decoder.step
+    calls = []
+
+    def scripted_step(token, state, memory, memory_mask, t):
+        logits, state, w = real_step(token, state, memory, memory_mask, t)
+        calls.append(t)
+        forced = torch.full_like(logits, -10.0)
+        forced[torch.arange(2), torch.tensor(script[t])] = 10.0
+        return forced, state, w
+
+    monkeypatch.setattr(model.decoder, "step", scripted_step)
+    src = make_src()[:2]
+    tokens, weights = model.greedy_decode(src, max_len=6, bos_idx=BOS, eos_idx=EOS)
+    assert calls == [0, 1, 2, 3]
+    assert tokens.tolist() == [[5, EOS, PAD, PAD], [3, 4, 7, EOS]]
+    assert weights.shape == (2, 4, S)
+
+
+def test_greedy_decode_immediate_eos():
+    """A decoder that always prefers EOS stops after one step."""
+    model = make_model("luong_general").eval()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS] = 1e4
+    tokens, weights = model.greedy_decode(make_src(), max_len=7, bos_idx=BOS, eos_idx=EOS)
+    assert tokens.tolist() == [[EOS]] * B
+    assert weights.shape == (B, 1, S)
+
+
+def test_greedy_decode_without_eos_runs_to_max_len():
+    model = make_model("none").eval()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS] = 1e4
+    tokens, weights = model.greedy_decode(make_src(), max_len=4, bos_idx=BOS)
+    assert tokens.shape == (B, 4) and weights is None
+    assert (tokens == EOS).all()
+
+
+def test_without_attention_decoder_context_is_final_encoder_state():
+    """No attention: the context is the encoder's last state (of the unpadded sequence)."""
+    model = make_model("none").eval()
+    src = make_src()
+    memory, mask, state = model.encode(src)
+    assert memory.shape == (B, 1, HID) and mask.shape == (B, 1, S)
+    torch.testing.assert_close(memory[:, 0], state, atol=1e-6, rtol=0)
+
+
+def test_attention_memory_is_every_encoder_state():
+    model = make_model("additive").eval()
+    src = make_src()
+    memory, mask, state = model.encode(src)
+    assert memory.shape == (B, S, HID)
+    assert torch.equal(mask[:, 0], src != PAD)
+    # padded positions of the memory are zeros (pad_packed_sequence), and the final state
+    # is the state at the last real token
+    assert torch.equal(memory[2, 2:], torch.zeros(4, HID))
+    torch.testing.assert_close(memory[2, 1], state[2], atol=1e-6, rtol=0)
+
+
+def test_training_reduces_loss():
+    """The model trains: a few Adam steps on a copy task lower the cross-entropy."""
+    model = make_model("additive").train()
+    src = torch.randint(3, V_TGT, (8, 5))
+    tgt_in = torch.cat([torch.full((8, 1), BOS), src[:, :-1]], 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        logits, _ = model(src, tgt_in)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V_TGT), src.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
