@@ -25,9 +25,7 @@ def check_rank(x: Tensor, name: str, ranks: Sequence[int], layout: str = "") -> 
     if x.dim() not in ranks:
         want = " or ".join(f"{r}-D" for r in ranks)
         hint = f" {layout}" if layout else ""
-        raise ValueError(
-            f"{name}: expected a {want} tensor{hint}, got shape {shape_str(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected a {want} tensor{hint}, got shape {shape_str(x.shape)}")
 
 
 def check_size(x: Tensor, name: str, dim: int, size: int, what: str) -> None:

@@ -57,7 +57,8 @@ def _check_inputs(query: Tensor, key: Tensor, value: Tensor, dq: int, dk: int | 
         )
     if query.shape[0] != key.shape[0]:
         raise ValueError(
-            f"key: expected batch size {query.shape[0]} like query, got shape {shape_str(key.shape)}"
+            f"key: expected batch size {query.shape[0]} like query, "
+            f"got shape {shape_str(key.shape)}"
         )
 
 
@@ -436,7 +437,8 @@ class HardAttention(AttentionModule):
         self.score = LuongAttention(query_dim, key_dim, method="general")
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)`` (use with :func:`~attnlib.functional.hard_attention_log_prob`)."""
+        """Scores ``(batch, Lq, Lk)``, for
+        :func:`~attnlib.functional.hard_attention_log_prob`."""
         return self.score.scores(query, key)
 
     def forward(

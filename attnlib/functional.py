@@ -62,7 +62,8 @@ def _check_qk(query: Tensor, key: Tensor) -> None:
     check_tensor(key, "key")
     if query.dim() < 2:
         raise ValueError(
-            f"query: expected at least 2 dimensions {_QK_LAYOUT}, got shape {shape_str(query.shape)}"
+            f"query: expected at least 2 dimensions {_QK_LAYOUT}, "
+            f"got shape {shape_str(query.shape)}"
         )
     if key.dim() != query.dim():
         raise ValueError(
@@ -242,8 +243,7 @@ def location_score(query: Tensor, weight: Tensor, num_keys: int) -> Tensor:
     check_positive_int(num_keys, "num_keys")
     if num_keys > weight.shape[1]:
         raise ValueError(
-            f"num_keys: expected at most {weight.shape[1]} (the weight's max_keys), "
-            f"got {num_keys}"
+            f"num_keys: expected at most {weight.shape[1]} (the weight's max_keys), got {num_keys}"
         )
     return query @ weight[:, :num_keys]
 
@@ -426,9 +426,7 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     check_positive_int(num_heads, "num_heads")
     b, n, e = x.shape
     if e % num_heads:
-        raise ValueError(
-            f"num_heads: expected a divisor of the feature size {e}, got {num_heads}"
-        )
+        raise ValueError(f"num_heads: expected a divisor of the feature size {e}, got {num_heads}")
     return x.view(b, n, num_heads, e // num_heads).transpose(1, 2)  # (B, H, L, d)
 
 
@@ -553,9 +551,7 @@ def hard_attention(
     return hard @ value, hard
 
 
-def hard_attention_log_prob(
-    scores: Tensor, weights: Tensor, mask: Tensor | None = None
-) -> Tensor:
+def hard_attention_log_prob(scores: Tensor, weights: Tensor, mask: Tensor | None = None) -> Tensor:
     """Log-probability of the keys chosen by :func:`hard_attention`.
 
     Multiply by a (baseline-subtracted) reward and minimise the negative to
@@ -647,7 +643,9 @@ def local_attention(
     if mask is not None:
         check_mask(mask, "mask", scores.shape, "(batch, query, key)")
         if mask.dtype != torch.bool:
-            raise TypeError(f"mask: expected dtype torch.bool for local attention, got {mask.dtype}")
+            raise TypeError(
+                f"mask: expected dtype torch.bool for local attention, got {mask.dtype}"
+            )
         in_window = in_window & mask
     weights = masked_softmax(scores, in_window)
     if gaussian:

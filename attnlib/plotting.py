@@ -73,7 +73,9 @@ def plot_attention(
     """
     w = _as_numpy(weights)
     if w.ndim != 2:
-        raise ValueError(f"weights: expected a 2-D (query, key) map, got shape {shape_str(w.shape)}")
+        raise ValueError(
+            f"weights: expected a 2-D (query, key) map, got shape {shape_str(w.shape)}"
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(1.0 + 0.55 * w.shape[1], 0.8 + 0.5 * w.shape[0]))
     shown = np.ma.masked_array(w, mask=np.zeros_like(w, dtype=bool))
@@ -83,7 +85,9 @@ def plot_attention(
         ax.set_facecolor("#d9d9d9")
         ax.patch.set_hatch("///")
         ax.patch.set_edgecolor("#8c8c8c")
-    image = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    image = ax.imshow(
+        shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
+    )
     for labels, set_ticks, set_labels, n in (
         (query_labels, ax.set_yticks, ax.set_yticklabels, w.shape[0]),
         (key_labels, ax.set_xticks, ax.set_xticklabels, w.shape[1]),
