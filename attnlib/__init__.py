@@ -8,7 +8,7 @@ The small PyTorch library behind the attnlib tutorials. Conventions:
 - a query with no allowed key gets zero weights and a zero output.
 """
 
-from . import attention, capture, functional, masks, plotting, seq2seq
+from . import attention, capture, functional, masks, plotting, positional, seq2seq, transformer
 from .attention import (
     AdditiveAttention,
     AttentionModule,
@@ -30,6 +30,7 @@ from .functional import (
 from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
 from .plotting import plot_attention, plot_attention_heads
 from .seq2seq import Seq2Seq
+from .transformer import Transformer
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,9 @@ __all__ = [
     "functional",
     "masks",
     "plotting",
+    "positional",
     "seq2seq",
+    "transformer",
     "AdditiveAttention",
     "AttentionModule",
     "AttentionRecord",
@@ -51,6 +54,7 @@ __all__ = [
     "MultiHeadAttention",
     "ScaledDotProductAttention",
     "Seq2Seq",
+    "Transformer",
     "calculate_attention_weights",
     "causal_mask",
     "create_masks",

@@ -1,0 +1,240 @@
+"""Positional information: sinusoidal, learned, rotary (RoPE) and ALiBi.
+
+Attention without positions is permutation-equivariant: shuffle the tokens
+and the outputs shuffle the same way. These are the four standard ways to tell
+the model where each token is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_positive_int, check_rank, shape_str
+
+__all__ = [
+    "sinusoidal_encoding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
+    "rotary_cos_sin",
+    "apply_rotary",
+    "RotaryEmbedding",
+    "alibi_slopes",
+    "alibi_bias",
+]
+
+
+def sinusoidal_encoding(
+    length: int,
+    d_model: int,
+    base: float = 10000.0,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""The sinusoidal position table of Vaswani et al. (2017), section 3.5.
+
+    .. math::
+
+        PE_{(pos, 2i)} = \sin(pos / 10000^{2i/d_{model}}), \quad
+        PE_{(pos, 2i+1)} = \cos(pos / 10000^{2i/d_{model}})
+
+    For any offset :math:`k`, :math:`PE_{pos+k}` is a fixed linear function
+    (a rotation per frequency) of :math:`PE_{pos}`.
+
+    Shape
+    -----
+    - output: ``(length, d_model)``
+    """
+    check_positive_int(length, "length")
+    check_positive_int(d_model, "d_model")
+    if d_model % 2:
+        raise ValueError(f"d_model: expected an even number, got {d_model}")
+    position = torch.arange(length, device=device, dtype=torch.float64)[:, None]  # (L, 1)
+    freq = torch.exp(
+        -math.log(base) * torch.arange(0, d_model, 2, device=device, dtype=torch.float64) / d_model
+    )  # (D/2,)
+    table = torch.zeros(length, d_model, device=device, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return table.to(dtype)
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Add the sinusoidal table to token embeddings (no parameters).
+
+    Parameters
+    ----------
+    d_model : int
+    max_len : int
+        Longest sequence.
+    dropout : float
+        Dropout after the addition, as in the paper.
+
+    Shape
+    -----
+    - x: ``(batch, length, d_model)``; output: same
+    """
+
+    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("table", sinusoidal_encoding(max_len, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        check_rank(x, "x", (3,), "(batch, length, d_model)")
+        if offset + x.shape[1] > self.table.shape[0]:
+            raise ValueError(
+                f"x: expected at most {self.table.shape[0] - offset} positions (max_len "
+                f"{self.table.shape[0]}, offset {offset}), got shape {shape_str(x.shape)}"
+            )
+        return self.dropout(x + self.table[offset : offset + x.shape[1]].to(x.dtype))
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """Add a learned vector per position (BERT, GPT-2).
+
+    Shape
+    -----
+    - x: ``(batch, length, d_model)``; output: same
+    """
+
+    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        check_rank(x, "x", (3,), "(batch, length, d_model)")
+        max_len = self.embedding.num_embeddings
+        if offset + x.shape[1] > max_len:
+            raise ValueError(
+                f"x: expected at most {max_len - offset} positions (max_len {max_len}, "
+                f"offset {offset}), got shape {shape_str(x.shape)}"
+            )
+        positions = torch.arange(offset, offset + x.shape[1], device=x.device)
+        return self.dropout(x + self.embedding(positions))
+
+
+def rotary_cos_sin(
+    length: int,
+    head_dim: int,
+    base: float = 10000.0,
+    *,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    r"""Cosines and sines of the rotary embedding (Su et al., 2021, arXiv:2104.09864).
+
+    Feature pairs ``(2i, 2i+1)`` at position ``m`` are rotated by the angle
+    :math:`m\theta_i`, :math:`\theta_i = base^{-2i/d}`.
+
+    Shape
+    -----
+    - cos, sin: ``(length, head_dim)`` (each angle repeated for its pair)
+    """
+    check_positive_int(head_dim, "head_dim")
+    if head_dim % 2:
+        raise ValueError(f"head_dim: expected an even number, got {head_dim}")
+    theta = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float64) / head_dim)
+    m = torch.arange(offset, offset + length, device=device, dtype=torch.float64)
+    angles = (m[:, None] * theta).repeat_interleave(2, dim=-1)  # (L, head_dim)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the feature pairs of ``x`` by the angles in ``cos``/``sin``.
+
+    Shape
+    -----
+    - x: ``(..., length, head_dim)``; cos, sin: ``(length, head_dim)``
+    - output: same as ``x``
+    """
+    if x.shape[-2:] != cos.shape:
+        raise ValueError(
+            f"x: expected (..., {cos.shape[0]}, {cos.shape[1]}) to match cos/sin, "
+            f"got shape {shape_str(x.shape)}"
+        )
+    pairs = x.unflatten(-1, (-1, 2))  # (..., L, d/2, 2)
+    rotated_half = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return x * cos + rotated_half * sin
+
+
+class RotaryEmbedding(nn.Module):
+    r"""Rotary position embedding applied to queries and keys.
+
+    The score :math:`q_m^\top k_n` of rotated vectors depends on the positions
+    only through :math:`m - n`. Su et al. (2021), arXiv:2104.09864.
+
+    Shape
+    -----
+    - q: ``(..., Lq, head_dim)``; k: ``(..., Lk, head_dim)``; outputs: same
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        self.head_dim, self.base = head_dim, base
+
+    def forward(
+        self, q: Tensor, k: Tensor, q_offset: int = 0, k_offset: int = 0
+    ) -> tuple[Tensor, Tensor]:
+        kw = {"device": q.device, "dtype": q.dtype, "base": self.base}
+        cos_q, sin_q = rotary_cos_sin(q.shape[-2], self.head_dim, offset=q_offset, **kw)
+        cos_k, sin_k = rotary_cos_sin(k.shape[-2], self.head_dim, offset=k_offset, **kw)
+        return apply_rotary(q, cos_q, sin_q), apply_rotary(k, cos_k, sin_k)
+
+
+def alibi_slopes(num_heads: int) -> Tensor:
+    r"""Head slopes of ALiBi (Press, Smith and Lewis, 2022, arXiv:2108.12409).
+
+    For :math:`h` a power of two, the geometric sequence
+    :math:`2^{-8/h}, 2^{-16/h}, \dots, 2^{-8}`; otherwise the paper's
+    interleaving of the two nearest powers of two.
+
+    Shape
+    -----
+    - output: ``(num_heads,)``
+    """
+    check_positive_int(num_heads, "num_heads")
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(num_heads).is_integer():
+        slopes = power_of_two(num_heads)
+    else:
+        closest = 2 ** math.floor(math.log2(num_heads))
+        slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: num_heads - closest]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(
+    num_heads: int,
+    query_len: int,
+    key_len: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""ALiBi's additive score bias :math:`-m_h \, |i - j|` (no position embeddings).
+
+    Add it to the scores (it is an additive float mask); combine with a causal
+    mask for a decoder. Queries are aligned with the *last* keys, so query
+    ``i`` sits at key position ``i + key_len - query_len`` (as when decoding
+    with a key/value cache).
+
+    Shape
+    -----
+    - output: ``(num_heads, query_len, key_len)``
+    """
+    key_len = query_len if key_len is None else key_len
+    slopes = alibi_slopes(num_heads).to(device=device, dtype=dtype)
+    i = torch.arange(query_len, device=device)[:, None] + (key_len - query_len)
+    j = torch.arange(key_len, device=device)[None, :]
+    distance = (i - j).abs().to(dtype)  # (Lq, Lk)
+    return -slopes[:, None, None] * distance  # (H, Lq, Lk)

@@ -1,0 +1,76 @@
+"""Positional encodings: the paper's table, the relative-position properties."""
+
+import math
+
+import pytest
+import torch
+
+from attnlib.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    rotary_cos_sin,
+    sinusoidal_encoding,
+)
+
+
+def test_sinusoidal_matches_the_paper_formula():
+    pe = sinusoidal_encoding(20, 8)
+    pos, i = 7, 2  # dims 4 (sin) and 5 (cos)
+    angle = pos / 10000 ** (2 * i / 8)
+    assert pe[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+    assert pe[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+
+
+def test_sinusoidal_offset_is_a_fixed_linear_map():
+    """PE[pos + k] = PE[pos] @ M_k for one matrix M_k, whatever pos is."""
+    pe = sinusoidal_encoding(64, 16, dtype=torch.float64)
+    k = 5
+    m = torch.linalg.lstsq(pe[:40], pe[k : 40 + k]).solution
+    torch.testing.assert_close(pe[40:59] @ m, pe[40 + k : 59 + k], atol=1e-8, rtol=0)
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    q, k = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+
+    def score(m, n):
+        cq, sq = rotary_cos_sin(1, 8, offset=m, dtype=torch.float64)
+        ck, sk = rotary_cos_sin(1, 8, offset=n, dtype=torch.float64)
+        return (apply_rotary(q[None], cq, sq) * apply_rotary(k[None], ck, sk)).sum()
+
+    assert score(3, 1).item() == pytest.approx(score(12, 10).item(), abs=1e-10)
+    assert score(3, 1).item() != pytest.approx(score(3, 2).item(), abs=1e-6)
+
+
+def test_rotary_preserves_norms_and_module_matches_function():
+    x = torch.randn(2, 3, 6, 8)
+    q, k = RotaryEmbedding(8)(x, x)
+    torch.testing.assert_close(q.norm(dim=-1), x.norm(dim=-1))
+    cos, sin = rotary_cos_sin(6, 8)
+    torch.testing.assert_close(k, apply_rotary(x, cos, sin))
+
+
+def test_alibi_slopes_follow_the_paper():
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    assert alibi_slopes(6).shape == (6,)
+    bias = alibi_bias(2, 3, 3)
+    assert bias.shape == (2, 3, 3)
+    torch.testing.assert_close(
+        bias[0], -0.0625 * (torch.arange(3)[:, None] - torch.arange(3)).abs()
+    )
+
+
+def test_modules_add_positions_and_reject_long_inputs():
+    x = torch.zeros(2, 5, 8)
+    torch.testing.assert_close(
+        SinusoidalPositionalEncoding(8, 10)(x)[0], sinusoidal_encoding(5, 8)
+    )
+    learned = LearnedPositionalEmbedding(10, 8)
+    torch.testing.assert_close(learned(x)[1], learned.embedding.weight[:5])
+    with pytest.raises(ValueError, match=r"x: expected at most 10 positions"):
+        SinusoidalPositionalEncoding(8, 10)(torch.zeros(1, 11, 8))
+    with pytest.raises(ValueError, match="d_model: expected an even number, got 7"):
+        sinusoidal_encoding(4, 7)
