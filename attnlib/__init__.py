@@ -8,7 +8,17 @@ The small PyTorch library behind the attnlib tutorials. Conventions:
 - a query with no allowed key gets zero weights and a zero output.
 """
 
-from . import attention, capture, functional, masks, plotting, positional, seq2seq, transformer
+from . import (
+    attention,
+    capture,
+    decoding,
+    functional,
+    masks,
+    plotting,
+    positional,
+    seq2seq,
+    transformer,
+)
 from .attention import (
     AdditiveAttention,
     AttentionModule,
@@ -30,13 +40,14 @@ from .functional import (
 from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
 from .plotting import plot_attention, plot_attention_heads
 from .seq2seq import Seq2Seq
-from .transformer import Transformer
+from .transformer import Transformer, build_transformer_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "attention",
     "capture",
+    "decoding",
     "functional",
     "masks",
     "plotting",
@@ -55,6 +66,7 @@ __all__ = [
     "ScaledDotProductAttention",
     "Seq2Seq",
     "Transformer",
+    "build_transformer_model",
     "calculate_attention_weights",
     "causal_mask",
     "create_masks",

@@ -11,6 +11,7 @@ Masks are boolean, ``True`` = may attend (see :mod:`attnlib.masks`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,7 @@ __all__ = [
     "LocalAttention",
     "HardAttention",
     "MultiHeadAttention",
+    "KVCache",
 ]
 
 _LAYOUT = {
@@ -451,6 +453,42 @@ class HardAttention(AttentionModule):
         )
 
 
+@dataclass
+class KVCache:
+    """Keys and values already projected, for incremental decoding.
+
+    Passed to :class:`MultiHeadAttention` as ``cache=``. A self-attention
+    cache (``static=False``) appends the new tokens' keys and values at every
+    step, so each step projects one token instead of the whole prefix; a
+    cross-attention cache (``static=True``) projects the encoder memory once
+    and reuses it.
+
+    Shape
+    -----
+    - key, value: ``(batch, heads, tokens so far, head_dim)``
+    """
+
+    static: bool = False
+    key: Tensor | None = None
+    value: Tensor | None = None
+
+    def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Store (static) or append (self-attention) and return all keys and values."""
+        if self.key is not None and not self.static:
+            key = torch.cat([self.key, key], dim=2)
+            value = torch.cat([self.value, value], dim=2)
+        self.key, self.value = key, value
+        return key, value
+
+    def __len__(self) -> int:
+        return 0 if self.key is None else self.key.shape[2]
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the batch rows ``index`` (beam search reorders its hypotheses)."""
+        if self.key is not None:
+            self.key, self.value = self.key[index], self.value[index]
+
+
 class MultiHeadAttention(AttentionModule):
     r"""Multi-head attention (Vaswani et al., 2017, arXiv:1706.03762).
 
@@ -527,7 +565,10 @@ class MultiHeadAttention(AttentionModule):
         value: Tensor,
         mask: Tensor | None = None,
         is_causal: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """Attend; with a :class:`KVCache`, reuse the keys and values already
+        projected (see :class:`KVCache`)."""
         if not self.batch_first:
             for name, x in (("query", query), ("key", key), ("value", value)):
                 check_rank(x, name, (3,), "(length, batch, features)")
@@ -535,8 +576,13 @@ class MultiHeadAttention(AttentionModule):
         _check_inputs(query, key, value, self.embed_dim, self.kdim)
         check_size(value, "value", -1, self.vdim, "value features (vdim)")
         q = AF.split_heads(self.q_proj(query), self.num_heads)  # (B, H, Lq, d)
-        k = AF.split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, d)
-        v = AF.split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, d)
+        if cache is not None and cache.static and cache.key is not None:
+            k, v = cache.key, cache.value  # cross-attention: the memory's projections
+        else:
+            k = AF.split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, d)
+            v = AF.split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, d)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (B, H, T_past + Lk, d)
         if mask is not None:
             target = (*q.shape[:3], k.shape[2])
             check_mask(mask, "mask", target, "(batch, heads, query, key)", q.dtype)

@@ -13,12 +13,17 @@ Masks follow :mod:`attnlib.masks`: boolean, ``True`` = may attend.
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_choice
-from .attention import MultiHeadAttention
+from ._checks import check_choice, check_rank
+from .attention import KVCache, MultiHeadAttention
+from .masks import causal_mask, mask_future_tokens, padding_mask
+from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
 __all__ = [
     "EncoderLayer",
@@ -26,6 +31,11 @@ __all__ = [
     "Encoder",
     "Decoder",
     "Transformer",
+    "LayerCache",
+    "Seq2SeqTransformer",
+    "EncoderClassifier",
+    "DecoderLM",
+    "build_transformer_model",
 ]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
@@ -43,6 +53,19 @@ class _FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x))))
+
+
+@dataclass
+class LayerCache:
+    """The key/value caches of one decoder layer: self-attention (growing)
+    and cross-attention (the memory, projected once)."""
+
+    self_attn: KVCache = field(default_factory=KVCache)
+    cross_attn: KVCache = field(default_factory=lambda: KVCache(static=True))
+
+    def reorder(self, index: Tensor) -> None:
+        self.self_attn.reorder(index)
+        self.cross_attn.reorder(index)
 
 
 class EncoderLayer(nn.Module):
@@ -86,14 +109,18 @@ class EncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return self.dropout1(self.self_attn(x, x, x, mask)[0])
+    def _sa(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
+        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache)[0])
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
+        """``cache`` (a self-attention :class:`~attnlib.attention.KVCache`) is
+        for decoder-only language models decoding token by token."""
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask)
+            x = x + self._sa(self.norm1(x), mask, cache)
             return x + self.dropout2(self.ff(self.norm2(x)))
-        x = self.norm1(x + self._sa(x, mask))
+        x = self.norm1(x + self._sa(x, mask, cache))
         return self.norm2(x + self.dropout2(self.ff(x)))
 
     @classmethod
@@ -158,11 +185,11 @@ class DecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return self.dropout1(self.self_attn(x, x, x, mask)[0])
+    def _sa(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
+        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache)[0])
 
-    def _ca(self, x: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
-        return self.dropout2(self.cross_attn(x, memory, memory, mask)[0])
+    def _ca(self, x: Tensor, memory: Tensor, mask: Tensor | None, cache: KVCache | None):
+        return self.dropout2(self.cross_attn(x, memory, memory, mask, cache=cache)[0])
 
     def forward(
         self,
@@ -170,13 +197,17 @@ class DecoderLayer(nn.Module):
         memory: Tensor,
         tgt_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
+        cache: LayerCache | None = None,
     ) -> Tensor:
+        """With ``cache``, ``x`` holds only the new target positions and the
+        keys and values of earlier ones come from the cache."""
+        sc, cc = (None, None) if cache is None else (cache.self_attn, cache.cross_attn)
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), tgt_mask)
-            x = x + self._ca(self.norm2(x), memory, memory_mask)
+            x = x + self._sa(self.norm1(x), tgt_mask, sc)
+            x = x + self._ca(self.norm2(x), memory, memory_mask, cc)
             return x + self.dropout3(self.ff(self.norm3(x)))
-        x = self.norm1(x + self._sa(x, tgt_mask))
-        x = self.norm2(x + self._ca(x, memory, memory_mask))
+        x = self.norm1(x + self._sa(x, tgt_mask, sc))
+        x = self.norm2(x + self._ca(x, memory, memory_mask, cc))
         return self.norm3(x + self.dropout3(self.ff(x)))
 
     @classmethod
@@ -240,10 +271,15 @@ class Decoder(nn.Module):
         memory: Tensor,
         tgt_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
+        cache: list[LayerCache] | None = None,
     ) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, memory, tgt_mask, memory_mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, tgt_mask, memory_mask, None if cache is None else cache[i])
         return x if self.norm is None else self.norm(x)
+
+    def new_cache(self) -> list[LayerCache]:
+        """An empty key/value cache, one :class:`LayerCache` per layer."""
+        return [LayerCache() for _ in self.layers]
 
 
 class Transformer(nn.Module):
@@ -343,3 +379,234 @@ def _copy_ff(ff: _FeedForward, layer: nn.Module) -> None:
     ff.linear1.load_state_dict(layer.linear1.state_dict())
     ff.linear2.load_state_dict(layer.linear2.state_dict())
     ff.dropout.p = layer.dropout.p
+
+
+# -- complete models: embeddings, positions, the stacks, an output layer -------------
+
+
+class _TokenEmbedding(nn.Module):
+    """Token embedding scaled by sqrt(d_model) (section 3.4), plus sinusoidal positions."""
+
+    def __init__(self, vocab_size: int, d_model: int, pad_idx: int, max_len: int, dropout: float):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)
+        self.positions = SinusoidalPositionalEncoding(d_model, max_len, dropout)
+        self.scale = math.sqrt(d_model)
+
+    def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
+        return self.positions(self.embedding(tokens) * self.scale, offset)  # (B, L, D)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Encoder-decoder Transformer on token ids: embeddings, the stacks, a linear output.
+
+    Parameters
+    ----------
+    src_vocab, tgt_vocab : int
+    d_model, nhead, num_encoder_layers, num_decoder_layers, dim_feedforward : int
+    dropout : float
+    pad_idx : int
+    norm_first : bool
+    tie_embeddings : bool
+        Share the target embedding with the output layer (and with the source
+        embedding when the vocabularies have the same size), as in the paper.
+    max_len : int
+
+    Shape
+    -----
+    - src: ``(batch, S)``; tgt_in: ``(batch, T)``
+    - output: logits ``(batch, T, tgt_vocab)``
+    """
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        d_model: int = 128,
+        nhead: int = 4,
+        num_encoder_layers: int = 2,
+        num_decoder_layers: int = 2,
+        dim_feedforward: int = 256,
+        dropout: float = 0.1,
+        pad_idx: int = 0,
+        norm_first: bool = False,
+        tie_embeddings: bool = False,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        self.pad_idx = pad_idx
+        self.src_embed = _TokenEmbedding(src_vocab, d_model, pad_idx, max_len, dropout)
+        self.tgt_embed = _TokenEmbedding(tgt_vocab, d_model, pad_idx, max_len, dropout)
+        self.transformer = Transformer(
+            d_model,
+            nhead,
+            num_encoder_layers,
+            num_decoder_layers,
+            dim_feedforward,
+            dropout,
+            norm_first,
+        )
+        self.generator = nn.Linear(d_model, tgt_vocab)
+        if tie_embeddings:
+            self.generator.weight = self.tgt_embed.embedding.weight
+            if src_vocab == tgt_vocab:
+                self.src_embed.embedding.weight = self.tgt_embed.embedding.weight
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """``memory (B, S, D)`` and the source padding mask ``(B, 1, 1, S)``."""
+        check_rank(src, "src", (2,), "(batch, source length) of token ids")
+        src_mask = padding_mask(src, self.pad_idx)
+        return self.transformer.encoder(self.src_embed(src), src_mask), src_mask
+
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        cache: list[LayerCache] | None = None,
+    ) -> Tensor:
+        """Logits ``(B, T, V)`` for the target tokens ``tgt_in (B, T)``.
+
+        With ``cache`` (from :meth:`Decoder.new_cache`), ``tgt_in`` holds only
+        the new tokens; positions continue from the cached ones.
+        """
+        check_rank(tgt_in, "tgt_in", (2,), "(batch, target length) of token ids")
+        offset = 0 if cache is None else len(cache[0].self_attn)
+        x = self.tgt_embed(tgt_in, offset)  # (B, T, D)
+        tgt_mask = None if cache is not None and tgt_in.shape[1] == 1 else self._tgt_mask(tgt_in)
+        h = self.transformer.decoder(x, memory, tgt_mask, src_mask, cache)
+        return self.generator(h)
+
+    def _tgt_mask(self, tgt_in: Tensor) -> Tensor:
+        return padding_mask(tgt_in, self.pad_idx) & mask_future_tokens(tgt_in)  # (B,1,T,T)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt_in, memory, src_mask)
+
+
+class EncoderClassifier(nn.Module):
+    """A Transformer encoder, pooling and a linear head: sequence classification.
+
+    Parameters
+    ----------
+    vocab_size, num_classes : int
+    d_model, nhead, num_layers, dim_feedforward : int
+    dropout : float
+    pad_idx : int
+    pooling : {"mean", "first"}
+        Mean over the non-padding tokens, or the first token (a ``[CLS]``).
+    norm_first : bool
+    max_len : int
+
+    Shape
+    -----
+    - tokens: ``(batch, L)``; output: logits ``(batch, num_classes)``
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 128,
+        dropout: float = 0.1,
+        pad_idx: int = 0,
+        pooling: str = "mean",
+        norm_first: bool = False,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        self.pad_idx = pad_idx
+        self.pooling = check_choice(pooling, "pooling", ("mean", "first"))
+        self.embed = _TokenEmbedding(vocab_size, d_model, pad_idx, max_len, dropout)
+        layer = EncoderLayer(d_model, nhead, dim_feedforward, dropout, norm_first)
+        norm = nn.LayerNorm(d_model) if norm_first else None
+        self.encoder = Encoder(layer, num_layers, norm)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        check_rank(tokens, "tokens", (2,), "(batch, length) of token ids")
+        mask = padding_mask(tokens, self.pad_idx)  # (B, 1, 1, L)
+        h = self.encoder(self.embed(tokens), mask)  # (B, L, D)
+        if self.pooling == "first":
+            return self.head(h[:, 0])
+        keep = mask[:, 0, 0, :, None].to(h.dtype)  # (B, L, 1)
+        return self.head((h * keep).sum(1) / keep.sum(1).clamp_min(1))
+
+
+class DecoderLM(nn.Module):
+    """Decoder-only (GPT-style) language model: causal self-attention, pre-norm,
+    learned positions, output layer tied to the embedding.
+
+    Shape
+    -----
+    - tokens: ``(batch, L)``; output: logits ``(batch, L, vocab_size)``
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 256,
+        dropout: float = 0.1,
+        max_len: int = 256,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.positions = LearnedPositionalEmbedding(max_len, d_model, dropout)
+        layer = EncoderLayer(d_model, nhead, dim_feedforward, dropout, True, activation)
+        self.blocks = Encoder(layer, num_layers, nn.LayerNorm(d_model))
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.embedding.weight
+
+    def new_cache(self) -> list[KVCache]:
+        return [KVCache() for _ in self.blocks.layers]
+
+    def forward(self, tokens: Tensor, cache: list[KVCache] | None = None) -> Tensor:
+        """With ``cache``, ``tokens`` are only the new ones."""
+        check_rank(tokens, "tokens", (2,), "(batch, length) of token ids")
+        offset = 0 if cache is None else len(cache[0])
+        x = self.positions(self.embedding(tokens), offset)  # (B, L, D)
+        n = tokens.shape[1]
+        mask = None if cache is not None and n == 1 else _causal_after(n, offset, tokens.device)
+        for i, layer in enumerate(self.blocks.layers):
+            x = layer(x, mask, None if cache is None else cache[i])
+        return self.lm_head(self.blocks.norm(x))
+
+
+def _causal_after(n: int, offset: int, device) -> Tensor:
+    """Causal mask for ``n`` new queries after ``offset`` cached keys: ``(n, offset + n)``."""
+    mask = causal_mask(n, device=device)
+    if offset:
+        mask = torch.cat([torch.ones(n, offset, dtype=torch.bool, device=device), mask], 1)
+    return mask
+
+
+def build_transformer_model(
+    vocab_size: int, d_model: int, nhead: int, num_layers: int, dim_feedforward: int
+) -> Seq2SeqTransformer:
+    """The seed's builder: an encoder-decoder Transformer over one shared vocabulary.
+
+    ``num_layers`` encoder and ``num_layers`` decoder layers, post-norm,
+    dropout 0.1, padding id 0, tied embeddings (Vaswani et al., 2017).
+
+    Returns
+    -------
+    Seq2SeqTransformer
+    """
+    return Seq2SeqTransformer(
+        vocab_size,
+        vocab_size,
+        d_model=d_model,
+        nhead=nhead,
+        num_encoder_layers=num_layers,
+        num_decoder_layers=num_layers,
+        dim_feedforward=dim_feedforward,
+        tie_embeddings=True,
+    )

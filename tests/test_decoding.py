@@ -1,0 +1,86 @@
+"""Decoding: the key/value cache changes nothing but speed; beam 1 is greedy."""
+
+import pytest
+import torch
+
+from attnlib.decoding import beam_search, greedy_decode, sample_decode
+from attnlib.transformer import DecoderLM, Seq2SeqTransformer, build_transformer_model
+
+
+@pytest.fixture
+def seq2seq():
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(12, 14, 32, 4, 2, 2, 64, dropout=0.0).double().eval()
+    src = torch.randint(3, 12, (4, 7))
+    src[0, 5:] = 0
+    return model, src
+
+
+def test_cached_logits_equal_full_decoder(seq2seq):
+    model, src = seq2seq
+    tgt = torch.randint(3, 14, (4, 6))
+    full = model(src, tgt)  # (B, T, V)
+    memory, src_mask = model.encode(src)
+    cache = model.transformer.decoder.new_cache()
+    steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-10, rtol=0)
+
+
+def test_decoder_lm_cache_equals_full_pass():
+    torch.manual_seed(0)
+    lm = DecoderLM(12, dropout=0.0).double().eval()
+    tokens = torch.randint(0, 12, (2, 7))
+    cache = lm.new_cache()
+    steps = [lm(tokens[:, :3], cache)] + [lm(tokens[:, t : t + 1], cache) for t in range(3, 7)]
+    torch.testing.assert_close(torch.cat(steps, 1), lm(tokens), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_with_and_without_cache_agree(seq2seq, use_cache):
+    model, src = seq2seq
+    reference = greedy_decode(model, src, 9, eos_idx=None, use_cache=True)
+    tokens = greedy_decode(model, src, 9, eos_idx=None, use_cache=use_cache)
+    assert tokens.shape == (4, 10)
+    assert torch.equal(tokens, reference)
+    # greedy really is the argmax of the model's own logits, step by step
+    logits = model(src, tokens[:, :-1])
+    assert torch.equal(logits.argmax(-1), tokens[:, 1:])
+
+
+def test_beam_of_one_is_greedy(seq2seq):
+    model, src = seq2seq
+    greedy = greedy_decode(model, src, 9, eos_idx=2)
+    beam, scores = beam_search(model, src, 9, eos_idx=2, beam_size=1)
+    assert torch.equal(beam[:, : greedy.shape[1]], greedy)
+    assert scores.shape == (4,)
+
+
+def test_wider_beam_never_scores_lower(seq2seq):
+    model, src = seq2seq
+    _, one = beam_search(model, src, 6, eos_idx=2, beam_size=1, length_penalty=0.0)
+    _, four = beam_search(model, src, 6, eos_idx=2, beam_size=4, length_penalty=0.0)
+    assert (four >= one - 1e-9).all()
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy(seq2seq):
+    model, src = seq2seq
+    a = sample_decode(model, src, 8, generator=torch.Generator().manual_seed(1))
+    b = sample_decode(model, src, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    top1 = sample_decode(model, src, 8, top_k=1, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(top1, greedy_decode(model, src, 8))
+
+
+def test_errors_name_the_argument(seq2seq):
+    model, src = seq2seq
+    with pytest.raises(ValueError, match="temperature: expected a positive number, got 0"):
+        sample_decode(model, src, 5, temperature=0)
+    with pytest.raises(TypeError, match="model: expected a Seq2SeqTransformer or a DecoderLM"):
+        greedy_decode(torch.nn.Linear(2, 2), src, 5)
+
+
+def test_build_transformer_model_ties_embeddings():
+    model = build_transformer_model(30, 32, 4, 2, 64)
+    assert model.generator.weight is model.tgt_embed.embedding.weight
+    assert model.src_embed.embedding.weight is model.tgt_embed.embedding.weight
+    assert len(model.transformer.encoder.layers) == len(model.transformer.decoder.layers) == 2
