@@ -17,6 +17,7 @@ from . import (
     plotting,
     positional,
     seq2seq,
+    training,
     transformer,
 )
 from .attention import (
@@ -40,6 +41,7 @@ from .functional import (
 from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
 from .plotting import plot_attention, plot_attention_heads
 from .seq2seq import Seq2Seq
+from .training import Trainer, train_model
 from .transformer import Transformer, build_transformer_model
 
 __version__ = "0.1.0"
@@ -53,6 +55,7 @@ __all__ = [
     "plotting",
     "positional",
     "seq2seq",
+    "training",
     "transformer",
     "AdditiveAttention",
     "AttentionModule",
@@ -65,6 +68,7 @@ __all__ = [
     "MultiHeadAttention",
     "ScaledDotProductAttention",
     "Seq2Seq",
+    "Trainer",
     "Transformer",
     "build_transformer_model",
     "calculate_attention_weights",
@@ -79,4 +83,5 @@ __all__ = [
     "record_attention",
     "scaled_dot_product_attention",
     "sliding_window_mask",
+    "train_model",
 ]
