@@ -77,7 +77,9 @@ def plot_attention(
             f"weights: expected a 2-D (query, key) map, got shape {shape_str(w.shape)}"
         )
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.0 + 0.55 * w.shape[1], 0.8 + 0.5 * w.shape[0]))
+        _, ax = plt.subplots(
+            figsize=(1.5 + 0.55 * w.shape[1], 1.2 + 0.5 * w.shape[0]), layout="constrained"
+        )
     shown = np.ma.masked_array(w, mask=np.zeros_like(w, dtype=bool))
     if mask is not None:
         allowed = np.broadcast_to(_as_numpy(mask).astype(bool), w.shape)
@@ -171,6 +173,7 @@ def plot_attention_heads(
         ncols,
         figsize=(ncols * (1.2 + cell_size * lk) + 1.0, nrows * (1.0 + cell_size * lq)),
         squeeze=False,
+        layout="constrained",
     )
     vmax = float(w.max()) if w.size else 1.0
     for h, ax in enumerate(axes.flat):

@@ -17,7 +17,12 @@ __all__ = ["Encoder", "AttentionDecoder", "Seq2Seq"]
 
 
 class Encoder(nn.Module):
-    """Embedding and a one-layer GRU.
+    """Embedding and a one-layer GRU, optionally bidirectional.
+
+    A bidirectional encoder (Bahdanau et al., 2015) reads the source both
+    ways, so each annotation :math:`h_j` summarises the words before *and*
+    after position ``j``; the two directions are projected back to
+    ``hidden_dim``.
 
     Shape
     -----
@@ -25,22 +30,38 @@ class Encoder(nn.Module):
     - outputs: ``(batch, S, hidden_dim)``; state: ``(1, batch, hidden_dim)``
     """
 
-    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, pad_idx: int = 0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden_dim: int,
+        pad_idx: int = 0,
+        bidirectional: bool = False,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_idx)
-        self.rnn = nn.GRU(emb_dim, hidden_dim, batch_first=True)
+        self.rnn = nn.GRU(emb_dim, hidden_dim, batch_first=True, bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+        if bidirectional:
+            self.project_outputs = nn.Linear(2 * hidden_dim, hidden_dim)
+            self.project_state = nn.Linear(2 * hidden_dim, hidden_dim)
 
     def forward(self, src: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         emb = self.embedding(src)  # (B, S, E)
         if lengths is None:
-            return self.rnn(emb)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            emb, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        outputs, state = self.rnn(packed)
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(
-            outputs, batch_first=True, total_length=src.shape[1]
-        )
+            outputs, state = self.rnn(emb)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                emb, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            outputs, state = self.rnn(packed)
+            outputs, _ = nn.utils.rnn.pad_packed_sequence(
+                outputs, batch_first=True, total_length=src.shape[1]
+            )
+        if self.bidirectional:
+            outputs = self.project_outputs(outputs)  # (B, S, 2H) -> (B, S, H)
+            both = torch.cat([state[0], state[1]], -1)  # (B, 2H)
+            state = torch.tanh(self.project_state(both))[None]  # (1, B, H)
         return outputs, state  # (B, S, H), (1, B, H)
 
 
@@ -113,6 +134,8 @@ class Seq2Seq(nn.Module):
     attention : attnlib.attention.AttentionModule, optional
         Attention layer of the decoder (``None`` = no attention).
     pad_idx : int
+    bidirectional : bool
+        Bidirectional encoder (Bahdanau et al., 2015).
 
     Shape
     -----
@@ -136,10 +159,11 @@ class Seq2Seq(nn.Module):
         hidden_dim: int = 64,
         attention: nn.Module | None = None,
         pad_idx: int = 0,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         self.pad_idx = pad_idx
-        self.encoder = Encoder(src_vocab, emb_dim, hidden_dim, pad_idx)
+        self.encoder = Encoder(src_vocab, emb_dim, hidden_dim, pad_idx, bidirectional)
         self.decoder = AttentionDecoder(tgt_vocab, emb_dim, hidden_dim, attention, pad_idx)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -192,3 +192,18 @@ def test_training_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_bidirectional_encoder_shapes_and_padding():
+    """The bidirectional encoder keeps the decoder's interface, padding gets no weight, and
+    its annotations depend on later source tokens (a one-way GRU's first state cannot)."""
+    torch.manual_seed(0)
+    model = Seq2Seq(10, 10, 8, 16, attention=AdditiveAttention(16), bidirectional=True).eval()
+    src = torch.tensor([[4, 5, 6, 0, 0], [4, 5, 6, 7, 8]])
+    logits, weights = model(src, torch.randint(1, 10, (2, 3)))
+    assert logits.shape == (2, 3, 10) and weights.shape == (2, 3, 5)
+    assert torch.equal(weights[0, :, 3:], torch.zeros(3, 2))
+    memory = model.encode(src)[0]
+    changed = src.clone()
+    changed[1, 4] = 9
+    assert not torch.allclose(model.encode(changed)[0][1, 0], memory[1, 0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 
@@ -18,7 +19,10 @@ def reset_state(gallery_conf, fname):
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # The tutorials train small models step by step; one thread avoids the
+    # oversubscription that makes such loops many times slower on a busy
+    # 2-core machine. ATTNLIB_NUM_THREADS overrides it.
+    torch.set_num_threads(int(os.environ.get("ATTNLIB_NUM_THREADS", "1")))
     torch.use_deterministic_algorithms(False)
     mpl.rcdefaults()
     # Figures are drawn on an opaque white card so that they stay readable when

@@ -57,7 +57,7 @@ from attnlib.plotting import plot_attention
 from attnlib.seq2seq import Seq2Seq
 
 torch.manual_seed(0)
-np.random.seed(0)
+np.random.seed(0)  # noqa: NPY002
 
 # %%
 # The task: copy a random sequence
@@ -131,7 +131,7 @@ for name, model in models.items():
     print(f"{name:>18}: {sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %%
-# The attention layer adds :math:`2 \times 64^2 + 64` parameters, about 25 %
+# The attention layer adds :math:`2 \times 64^2 + 64` parameters, about 16 %
 # more. The two models do not differ in size so much as in what the decoder
 # can see.
 #
@@ -141,9 +141,10 @@ for name, model in models.items():
 # Both models get the same training: 400 Adam steps on batches of 64
 # sequences, each batch of one random length between 4 and 16, with the
 # cross-entropy of the next token as the loss. The learning rate follows a
-# one-cycle schedule (``torch.optim.lr_scheduler.OneCycleLR``, peak
-# :math:`10^{-2}`), which lets a model this small converge in a few hundred
-# steps. Gradients are clipped at norm 1, as is usual for recurrent networks.
+# one-cycle schedule (``torch.optim.lr_scheduler.OneCycleLR``): it rises to
+# :math:`10^{-2}` over the first 30 % of the steps, then decays to almost
+# zero, which lets a model this small converge in a few hundred steps.
+# Gradients are clipped at norm 1, as is usual for recurrent networks.
 
 STEPS, BATCH = 400, 64
 
@@ -173,8 +174,10 @@ losses = {}
 for name, model in models.items():
     start = time.perf_counter()
     losses[name] = train(model)
-    print(f"{name:>18}: trained in {time.perf_counter() - start:.1f} s, "
-          f"final loss (mean of last 50 steps) {losses[name][-50:].mean():.3f}")
+    print(
+        f"{name:>18}: trained in {time.perf_counter() - start:.1f} s, "
+        f"final loss (mean of last 50 steps) {losses[name][-50:].mean():.3f}"
+    )
 
 fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
 for name, curve in losses.items():
@@ -188,9 +191,9 @@ ax.legend()
 plt.show()
 
 # %%
-# The attention model's loss drops to almost zero. The model without attention
-# stalls at a much higher loss, because on most batches part of the sequence
-# did not fit into its state.
+# The attention model's loss falls close to zero. The loss of the model
+# without attention levels off about twenty times higher: on most batches
+# part of the sequence did not fit into its state.
 #
 # Accuracy against sequence length
 # --------------------------------
@@ -223,6 +226,7 @@ def evaluate(model, length, n=N_EVAL):
     return {
         "token_acc": correct[:, :length].float().mean().item(),
         "exact": correct.all(dim=1).float().mean().item(),
+        "exact_per_seq": correct.all(dim=1).tolist(),
         "per_position": correct[:, :length].float().mean(dim=0).numpy(),
         "src": src,
         "weights": weights,
@@ -249,8 +253,9 @@ for (metric, key), ax in zip(
     (("per-token accuracy", "token_acc"), ("exact match", "exact")), axes, strict=True
 ):
     for name, marker in zip(models, ("o", "s"), strict=True):
-        ax.plot(EVAL_LENGTHS, [results[name][L][key] for L in EVAL_LENGTHS],
-                marker=marker, label=name)
+        ax.plot(
+            EVAL_LENGTHS, [results[name][L][key] for L in EVAL_LENGTHS], marker=marker, label=name
+        )
     ax.set_xlabel("sequence length L")
     ax.set_ylabel(metric)
     ax.set_ylim(-0.03, 1.03)
@@ -286,27 +291,29 @@ ax.legend()
 plt.show()
 
 # %%
-# The model without attention writes the first letter or two reliably. Then
-# its accuracy falls position by position until it is close to guessing in
-# the second half. Its state was asked to hold 16 letters and it held a few,
+# The model without attention gets the first letters mostly right. Its
+# accuracy then falls position by position and is close to guessing in the
+# second half. Its state was asked to hold 16 letters and it held a few,
 # blurred. More training or a wider state would move the cliff to longer
 # sequences, but it would not remove it: a fixed-size vector fills up at some
-# length. With attention the decoder need not remember the source at all,
-# because the source is still there to read at every step.
+# length. With attention the decoder does not have to remember the source
+# at all, because the source is still there to read at every step. Its
+# accuracy dips only over the last few positions, for a reason we will see
+# below.
 #
 # What the attention model looks at
 # ---------------------------------
 #
 # :meth:`attnlib.seq2seq.Seq2Seq.greedy_decode` also returns the attention
 # weights :math:`\alpha_{tj}`, one row per output step and one column per
-# source token. To copy, output step :math:`t` should read source position
-# :math:`t`, so the map should be the diagonal. Here is one 12-letter example,
-# drawn with :func:`attnlib.plotting.plot_attention`:
+# source token. To copy, output step :math:`t` has to read source position
+# :math:`t`, so we expect the weight to lie on the diagonal. Here is the first
+# 12-letter test sequence, drawn with :func:`attnlib.plotting.plot_attention`:
 
 src_ex = results["additive attention"][12]["src"][:1]  # (1, 12)
 out_ex, weights_ex = models["additive attention"].greedy_decode(
     src_ex, max_len=13, bos_idx=BOS, eos_idx=EOS
-)  # (1, 13), (1, 13, 12)
+)  # (1, steps), (1, steps, 12)
 print("source:", " ".join(show(src_ex[0])))
 print("output:", " ".join(show(out_ex[0])))
 
@@ -314,54 +321,87 @@ ax = plot_attention(
     weights_ex[0],
     query_labels=show(out_ex[0]),
     key_labels=show(src_ex[0]),
-    title="Additive attention while copying (one example)",
+    title="Additive attention while copying (one test sequence)",
     xlabel="source token (key)",
     ylabel="output token (query step)",
 )
 plt.show()
 
 # %%
-# The weight sits on the diagonal, even though nothing in the model says that
-# output :math:`t` goes with input :math:`t`. The alignment was learned from
-# the copying loss alone. The last row, where the model writes EOS, is spread
-# out, because no source token corresponds to it. How often does the highest
-# weight fall on the expected position, over all 300 test sequences of
-# length 16?
+# The weight lies along the diagonal. Nothing in the model says that output
+# :math:`t` goes with input :math:`t`: the alignment was learned from the
+# copying loss alone. It is not one-hot, though. Each row spreads over two or
+# three neighbouring source positions, because a GRU state :math:`h_j` also
+# carries the letters just before :math:`j`, so a blend of neighbours still
+# tells the decoder which letter comes next. The EOS row looks at the last
+# letter, where the sequence ends.
+#
+# How often does the largest weight fall on the copied position, over all 300
+# test sequences of length 16?
 
 w16 = results["additive attention"][MAX_LEN]["weights"]  # (300, 17, 16)
 argmax = w16[:, :MAX_LEN].argmax(dim=-1)  # the letter steps, not EOS
 alignment = (argmax == torch.arange(MAX_LEN)).float().mean().item()
-print(f"fraction of output letters whose largest weight is on the copied position: {alignment:.3f}")
-print(f"mean largest weight per output letter: {w16[:, :MAX_LEN].max(-1).values.mean():.3f}")
+print(f"largest weight on the copied position: {alignment:.1%} of output letters")
+print(f"mean largest weight per output letter: {w16[:, :MAX_LEN].max(-1).values.mean():.2f}")
+
+# %%
+# The attention model's rare mistakes have a pattern too. Inside a run of the
+# same letter (``e e e e``) the neighbouring encoder states look alike, the
+# smeared attention cannot tell them apart, and the model may drop or repeat
+# a letter of the run. Every later letter is then one position off, which is
+# why the per-position accuracy dips towards the end. Sequences that contain
+# a run of three or more equal letters are a small part of the test set but a
+# large part of the failures:
+
+
+def longest_run(seq):
+    best = run = 1
+    for a, b in zip(seq[:-1], seq[1:], strict=True):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return best
+
+
+src16 = results["additive attention"][MAX_LEN]["src"]
+has_run = torch.tensor([longest_run(s.tolist()) >= 3 for s in src16])
+failed = ~torch.tensor(results["additive attention"][MAX_LEN]["exact_per_seq"])
+print(f"L = {MAX_LEN}: {failed.sum()} of {N_EVAL} sequences not copied exactly")
+print(
+    f"run of >= 3 equal letters: in {has_run.float().mean():.0%} of all test sequences, "
+    f"in {has_run[failed].float().mean():.0%} of the failed ones"
+)
 
 # %%
 # Summary and checks
 # ------------------
 #
-# With the same budget, the same data and 25 % more parameters, attention
-# turns a model that forgets after a few tokens into one that copies every
-# length we tried. It does so by reading the encoder state it needs at each
-# step instead of carrying all of them in one vector. This is the idea the rest
-# of the site builds on: attention is a learned, differentiable lookup into a
-# memory of vectors (the next tutorial, :ref:`sphx_glr_auto_gallery_01_foundations_02_soft_lookup.py`, makes this
-# precise).
+# The two models had the same budget, the same data and differed by 16 % in
+# parameters. The one without attention forgets the source after a few tokens;
+# the one with attention copies every length we tried. It does so by reading,
+# at each step, the encoder state it needs, instead of carrying all of them
+# in one vector. The rest of the site builds on this idea: attention is a
+# learned, differentiable lookup into a memory of vectors. The next tutorial,
+# :ref:`sphx_glr_auto_gallery_01_foundations_02_soft_lookup.py`, makes that
+# precise.
 #
 # The checks below stop the build if the story stops being true. Measured
-# with this seed: at L = 16 per-token accuracy 0.99 with attention and 0.36
-# without (about the same with another seed); alignment 0.97.
+# with this seed (and, in brackets, with seed 1): per-token accuracy at
+# L = 16 of 0.98 (0.98) with attention and 0.36 (0.37) without; at least
+# 0.97 (0.98) with attention for every L >= 12; largest weight on the copied
+# position for 90 % (90 %) of the output letters.
 
 acc = {name: results[name][MAX_LEN]["token_acc"] for name in models}
 att_long = min(results["additive attention"][L]["token_acc"] for L in EVAL_LENGTHS if L >= 12)
-no_att_short = results["no attention"][4]["token_acc"]
 
-# both models learn the task when it is short
-assert no_att_short > 0.95 and results["additive attention"][4]["token_acc"] > 0.95
-# at the longest length attention wins by a wide margin (measured 0.99 vs 0.36)
-assert acc["additive attention"] - acc["no attention"] > 0.4, acc
-# the attention model stays accurate on long sequences (measured >= 0.99 for L >= 12)
-assert att_long > 0.9, att_long
+# both models learn the task when it is short (measured >= 0.998)
+assert all(results[name][4]["token_acc"] > 0.95 for name in models)
 # without attention, accuracy falls with length (measured 1.00 -> 0.36)
 assert results["no attention"][4]["token_acc"] - acc["no attention"] > 0.4
-# the learned alignment is the diagonal (measured 0.97)
-assert alignment > 0.8, alignment
+# at the longest length attention wins by a wide margin (measured 0.98 vs 0.36)
+assert acc["additive attention"] - acc["no attention"] > 0.4, acc
+# the attention model stays accurate on long sequences (measured >= 0.98 for L >= 12)
+assert att_long > 0.9, att_long
+# the learned alignment is the diagonal for most output letters (measured 0.90)
+assert alignment > 0.75, alignment
 print("all checks passed")

@@ -100,7 +100,10 @@ CONTENDERS = {
     "content (cosine)": ("β cos(q, k)", lambda: ContentBasedAttention(HIDDEN)),
     "location": ("W_a q (ignores k)", lambda: LocationBasedAttention(HIDDEN, MAX_LEN)),
     "local-m": ("qᵀ W k in [t-D, t+D]", lambda: LocalAttention(HIDDEN, WINDOW, mode="local-m")),
-    "local-p": ("qᵀ W k × Gaussian at p_t", lambda: LocalAttention(HIDDEN, WINDOW, mode="local-p")),
+    "local-p": (
+        "qᵀ W k × Gaussian at p_t",
+        lambda: LocalAttention(HIDDEN, WINDOW, mode="local-p"),
+    ),
     "hard": ("qᵀ W k, one key (straight-through)", lambda: HardAttention(HIDDEN)),
 }
 
@@ -151,7 +154,8 @@ for name, (_, make_attention) in CONTENDERS.items():
 # a teacher-forced pass: for each output letter, does the most-weighted source
 # position equal the known :math:`j = L - 1 - t`? A second column counts the
 # position just after it, :math:`j + 1`, for a reason the figure below makes
-# clear.
+# clear, and *max weight* is the mean largest weight per step (1 = all the
+# weight on one source position).
 
 
 @torch.no_grad()
@@ -162,19 +166,20 @@ def evaluate(model):
     token_acc = ((tokens == test_out) & valid).sum().item() / valid.sum().item()
     _, weights = model(test_src, test_in)  # (B, T, S) or None
     if weights is None:
-        return exact, token_acc, np.nan, np.nan
+        return exact, token_acc, np.nan, np.nan, np.nan
     t = torch.arange(MAX_LEN + 1)[None, :]
     letters = t < test_len[:, None]  # output positions that copy a letter
     known = test_len[:, None] - 1 - t  # the known alignment j
     chosen = weights.argmax(-1)
     at_j = (chosen == known)[letters].float().mean().item()
     at_next = (chosen == known + 1)[letters].float().mean().item()
-    return exact, token_acc, at_j, at_next
+    sharpness = weights.max(-1).values[letters].mean().item()
+    return exact, token_acc, at_j, at_next, sharpness
 
 
 rows = []
 for name, (score, _) in CONTENDERS.items():
-    exact, token_acc, at_j, at_next = evaluate(models[name])
+    exact, token_acc, at_j, at_next, sharpness = evaluate(models[name])
     rows.append(
         {
             "attention": name,
@@ -183,6 +188,7 @@ for name, (score, _) in CONTENDERS.items():
             "token acc.": token_acc,
             "align j": at_j,
             "align j+1": at_next,
+            "max weight": sharpness,
             "parameters": n_params[name],
             "train time (s)": seconds[name],
         }
@@ -196,7 +202,15 @@ table.round(3)
 # centred on :math:`p_t = t`, the right place for a monotone alignment and the
 # wrong one for a reversal, where the letter needed at step :math:`t` lies at
 # :math:`L-1-t`; only the middle of the sequence falls inside the window.
-# *local-p* predicts its centre and does fine.
+# *local-p* predicts its centre and is among the best.
+#
+# Scaled dot is the slowest of the content-aware scores here, and its weights
+# are the flattest of all the soft layers (the *max weight* column): dividing
+# by :math:`\sqrt{d} = \sqrt{32}` shrinks the scores. The scaling protects
+# Transformers, whose large dot products would otherwise saturate the
+# softmax; the GRU states here lie in :math:`(-1, 1)`, their dot products are
+# moderate already, and shrinking them further makes sharp weights harder to
+# reach in a short training budget.
 
 order = table.sort_values("exact match").index
 fig, ax = plt.subplots(figsize=(8, 4.8))
@@ -247,6 +261,7 @@ fig = plot_attention_heads(
     ncols=5,
     title="Learned alignments on one held-out sequence (red squares: the known alignment)",
 )
+fig.set_size_inches(12, 5.8)  # ten maps on a page-wide figure
 for ax in fig.axes[: len(attended)]:
     ax.scatter(
         np.arange(length)[::-1],
@@ -272,9 +287,10 @@ plt.show()
 #   and is (nearly) the worst.
 # - All content-aware global scores (dot, scaled dot, general, concat,
 #   additive) solve most of the task; the ones with a small scoring network
-#   (concat, additive) are best, at the price of the most parameters.
-# - Location-based attention never looks at the keys, yet does well: for a
-#   reversal, *where* is a function of the step and the length alone.
+#   (concat, additive) are among the best, at the price of the most
+#   parameters, and scaling hurts when dot products are small.
+# - Location-based attention never looks at the keys, yet lands mid-table:
+#   for a reversal, *where* is a function of the step and the length alone.
 # - A layer's assumptions matter: local-m assumes a monotone alignment and
 #   fails on a reversal, local-p learns its centre and succeeds.
 # - Where attention looks is not always the "known alignment": with a
@@ -282,19 +298,20 @@ plt.show()
 #
 # Thresholds measured over seeds 0, 1 and 2 of this script, with margin.
 
-print(table[["exact match", "token acc.", "align j", "align j+1"]].round(3).to_string())
-
 assert len(table) == len(CONTENDERS) == 11 and table.index.is_unique
-# Measured: "none" token accuracy 0.78-0.81, at most one type (local-m) below it.
+# Measured token accuracy: "none" 0.58-0.63, the worst or second worst (local-m 0.65-0.70).
 worse_than_none = (table["token acc."] < table.loc["none", "token acc."]).sum()
 assert worse_than_none <= 1, worse_than_none
-# Measured: dot/general/concat/additive token accuracy >= 0.96, scaled dot >= 0.90.
+# Measured: dot/general/concat/additive token accuracy >= 0.88, scaled dot 0.78-0.82.
 content_aware = ["dot", "scaled dot", "general", "concat", "additive"]
-assert (table.loc[content_aware, "token acc."] >= 0.85).all()
-assert (table.loc[content_aware, "token acc."] > table.loc["none", "token acc."] + 0.05).all()
-# Measured: additive puts its argmax on j or j+1 for >= 0.98 of the letters.
+assert (table.loc[content_aware, "token acc."] >= 0.72).all()
+assert (table.loc[content_aware, "token acc."] > table.loc["none", "token acc."] + 0.1).all()
+# Measured: additive puts its argmax on j or j+1 for >= 0.998 of the letters,
+# and reproduces 0.90-0.97 of the sequences exactly.
 additive = table.loc["additive"]
 assert additive["align j"] + additive["align j+1"] >= 0.9
-assert additive["exact match"] >= 0.9  # measured 0.98-0.99
+assert additive["exact match"] >= 0.8
+# Scaled dot's weights are flatter than dot's (measured mean max weight lower).
+assert table.loc["scaled dot", "max weight"] < table.loc["dot", "max weight"]
 # Parameter-free layers really have no parameters.
 assert table.loc[["none", "dot", "scaled dot"], "parameters"].eq(0).all()

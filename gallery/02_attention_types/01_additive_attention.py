@@ -1,0 +1,359 @@
+"""
+Additive (Bahdanau) attention
+=============================
+
+Bahdanau, Cho and Bengio (2015, arXiv:1409.0473) let a translation decoder look
+back at every encoder state, scoring each one with a one-hidden-layer network,
+:math:`v^\\top \\tanh(W_q q + W_k k)`. This tutorial writes that score from
+scratch, checks it against :func:`attnlib.functional.additive_score` and
+:class:`attnlib.attention.AdditiveAttention`, shows what the score looks like
+as a surface over a two-dimensional key space, and then trains a GRU
+encoder-decoder on a toy translation whose correct alignment is known, to see
+the attention find that alignment by itself.
+"""
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnlib.attention import AdditiveAttention
+from attnlib.functional import additive_score
+from attnlib.plotting import plot_attention
+from attnlib.seq2seq import Seq2Seq
+
+torch.manual_seed(0)
+np.random.seed(0)
+
+# %%
+# The score, written out
+# ----------------------
+#
+# An attention layer needs a number for every pair of a *query* :math:`q` (for
+# a translation decoder, its state :math:`s_{t-1}` before emitting word
+# :math:`t`) and a *key* :math:`k_j` (the encoder's state :math:`h_j` at source
+# word :math:`j`). Bahdanau et al. did not assume that :math:`q` and
+# :math:`k_j` live in the same space, so a dot product was not an option;
+# instead both are projected into a shared hidden space of width :math:`H`,
+# added, squashed, and read out by a vector :math:`v`:
+#
+# .. math::
+#
+#    e_{j} = v^\top \tanh(W_q q + W_k k_j), \qquad
+#    \alpha_{j} = \frac{\exp e_{j}}{\sum_{j'} \exp e_{j'}}, \qquad
+#    c = \sum_j \alpha_{j} v_j .
+#
+# (:math:`v_j` are the values, here the encoder states again.) Because the
+# query and the key are *added* before the non-linearity, this is called
+# additive attention. The module below is the whole mechanism; the only trick is
+# broadcasting, so that every query meets every key without a Python loop.
+
+
+class TinyAdditiveAttention(nn.Module):
+    """score(q, k) = v^T tanh(W_q q + W_k k), then softmax over the keys."""
+
+    def __init__(self, query_dim, key_dim, hidden_dim):
+        super().__init__()
+        self.W_q = nn.Linear(query_dim, hidden_dim, bias=False)
+        self.W_k = nn.Linear(key_dim, hidden_dim, bias=False)
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+
+    def forward(self, query, key, value, mask=None):
+        # (B, Lq, 1, H) + (B, 1, Lk, H) -> (B, Lq, Lk, H): one hidden vector per pair
+        hidden = torch.tanh(self.W_q(query)[:, :, None, :] + self.W_k(key)[:, None, :, :])
+        scores = self.v(hidden).squeeze(-1)  # (B, Lq, Lk)
+        if mask is not None:  # True = may attend
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ value, weights
+
+
+# %%
+# Queries and keys of different sizes (6 and 4 features), a hidden width of 5,
+# and a padding mask that hides the last two keys of the second sequence. The
+# library layer gets the same three matrices copied in; the functional version
+# takes them as :math:`(D, H)` matrices, the transpose of ``nn.Linear``'s
+# weight.
+
+mine = TinyAdditiveAttention(query_dim=6, key_dim=4, hidden_dim=5)
+lib = AdditiveAttention(query_dim=6, key_dim=4, hidden_dim=5)
+with torch.no_grad():
+    lib.w_query.weight.copy_(mine.W_q.weight)
+    lib.w_key.weight.copy_(mine.W_k.weight)
+    lib.v.weight.copy_(mine.v.weight)
+
+query, key, value = torch.randn(2, 3, 6), torch.randn(2, 7, 4), torch.randn(2, 7, 8)
+mask = torch.ones(2, 1, 7, dtype=torch.bool)
+mask[1, :, 5:] = False
+
+out_mine, w_mine = mine(query, key, value, mask)
+out_lib, w_lib = lib(query, key, value, mask)
+scores_fn = additive_score(query, key, mine.W_q.weight.T, mine.W_k.weight.T, mine.v.weight[0])
+scores_mine = mine.v(
+    torch.tanh(mine.W_q(query)[:, :, None, :] + mine.W_k(key)[:, None, :, :])
+).squeeze(-1)
+
+checks = {
+    "scores vs additive_score": (scores_mine - scores_fn).abs().max().item(),
+    "weights vs AdditiveAttention": (w_mine - w_lib).abs().max().item(),
+    "output vs AdditiveAttention": (out_mine - out_lib).abs().max().item(),
+    "weight on masked keys": w_lib[1, :, 5:].abs().max().item(),
+}
+pd.DataFrame({"max abs difference": checks})
+
+# %%
+# The score as a surface
+# ----------------------
+#
+# Why an MLP rather than a dot product? Fix a query and look at the score as a
+# function of the key. Each hidden unit :math:`h` contributes
+# :math:`v_h \tanh(w_{k,h}^\top k + w_{q,h}^\top q)`: a soft *step* across a
+# line in key space, whose position is set by the query. The score is a sum of
+# :math:`H` such ridges, so it can be curved and it *saturates*: it never
+# leaves :math:`[-\|v\|_1, \|v\|_1]`, however large the key. A dot product
+# :math:`q^\top k` is a tilted plane instead, unbounded in the direction of
+# :math:`q`.
+#
+# Below, keys live in two dimensions so the surface can be drawn. The same
+# scoring network (hidden width 6) is shown for two queries; the white dots
+# are six stored keys, labelled with the attention weight each one gets. The
+# query moves the ridges, and with them the ranking of the keys.
+
+surface = AdditiveAttention(query_dim=3, key_dim=2, hidden_dim=6)
+with torch.no_grad():
+    surface.w_key.weight.mul_(3.0)  # steeper ridges, easier to see
+    surface.w_query.weight.mul_(3.0)
+queries = torch.tensor([[[1.0, -0.5, 0.5]], [[-1.0, 1.0, -0.5]]])  # (2, 1, 3)
+stored_keys = torch.tensor(
+    [[-2.0, -1.5], [-1.0, 2.0], [0.0, 0.0], [1.5, -2.0], [2.0, 1.0], [0.5, 2.5]]
+)
+
+grid = torch.linspace(-3, 3, 121)
+gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+grid_keys = torch.stack([gx.flatten(), gy.flatten()], -1)  # (121 * 121, 2)
+with torch.no_grad():
+    surf = surface.scores(queries, grid_keys.expand(2, -1, -1)).view(2, 121, 121)
+    key_weights = torch.softmax(surface.scores(queries, stored_keys.expand(2, -1, -1)), -1)
+bound = surface.v.weight.abs().sum().item()
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
+levels = np.linspace(-bound, bound, 25)
+for i, ax in enumerate(axes):
+    filled = ax.contourf(gx, gy, surf[i], levels=levels, cmap="RdBu_r")
+    ax.contour(gx, gy, surf[i], levels=levels[::3], colors="k", linewidths=0.4, alpha=0.5)
+    ax.scatter(stored_keys[:, 0], stored_keys[:, 1], c="white", edgecolors="k", s=50, zorder=3)
+    for (x, y), w in zip(stored_keys.tolist(), key_weights[i, 0].tolist(), strict=True):
+        ax.annotate(f"{w:.2f}", (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9)
+    ax.set_title(f"query {i + 1}: q = {queries[i, 0].tolist()}")
+    ax.set_xlabel("key feature 1")
+    ax.set_ylabel("key feature 2")
+    ax.set_aspect("equal")
+fig.colorbar(filled, ax=axes, format="%.1f", label=r"score $v^\top\tanh(W_q q + W_k k)$")
+fig.suptitle("Additive score over a 2-D key space (labels: softmax weight of each stored key)")
+plt.show()
+
+# %%
+# Every value on both panels lies within :math:`\pm\|v\|_1`, and the key that
+# wins is not the same for the two queries:
+
+pd.DataFrame(
+    {
+        "best key": key_weights[:, 0].argmax(-1).tolist(),
+        "its weight": key_weights[:, 0].max(-1).values.tolist(),
+        "max |score| on grid": surf.abs().flatten(1).max(-1).values.tolist(),
+        "bound ||v||_1": [bound, bound],
+    },
+    index=["query 1", "query 2"],
+)
+
+# %%
+# A toy translation with a known alignment
+# ----------------------------------------
+#
+# To see attention *learn* an alignment we need a task where the right one is
+# known. Our "translation" reverses a sentence: a source of 5 to 10 words
+# (letters ``a`` to ``z``) becomes the same words backwards, followed by
+# ``<eos>``. Output word :math:`t` is a copy of source word :math:`L-1-t`, so
+# the ideal attention map is the anti-diagonal. Token 0 is padding, 1 and 2
+# mark the beginning and end of a target.
+
+PAD, BOS, EOS = 0, 1, 2
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+VOCAB = 3 + len(LETTERS)
+MIN_LEN, MAX_LEN = 5, 10
+
+
+def make_batch(n, generator=None):
+    """Sources, decoder inputs, targets and lengths of the reversal task."""
+    lengths = torch.randint(MIN_LEN, MAX_LEN + 1, (n,), generator=generator)
+    pos = torch.arange(MAX_LEN)
+    valid = pos < lengths[:, None]  # (n, S)
+    src = torch.randint(3, VOCAB, (n, MAX_LEN), generator=generator).masked_fill(~valid, PAD)
+    aligned = (lengths[:, None] - 1 - pos).clamp_min(0)  # output t copies source L-1-t
+    tgt = torch.cat([src.gather(1, aligned).masked_fill(~valid, PAD), torch.zeros(n, 1).long()], 1)
+    tgt[torch.arange(n), lengths] = EOS  # (n, S + 1)
+    tgt_in = torch.cat([torch.full((n, 1), BOS), tgt[:, :-1]], 1)  # teacher forcing input
+    return src, tgt_in, tgt, lengths
+
+
+def words(ids):
+    names = {PAD: "<pad>", BOS: "<bos>", EOS: "<eos>"}
+    return [names.get(i, LETTERS[i - 3] if i >= 3 else "?") for i in ids]
+
+
+src, tgt_in, tgt, lengths = make_batch(2)
+print("source:", " ".join(words(src[0, : lengths[0]].tolist())))
+print("target:", " ".join(words(tgt[0, : lengths[0] + 1].tolist())))
+
+# %%
+# The model: Bahdanau's bidirectional encoder
+# -------------------------------------------
+#
+# :class:`attnlib.seq2seq.Seq2Seq` is a GRU encoder-decoder whose decoder
+# calls its attention layer at every step with the previous decoder state as
+# the query and the encoder states as keys and values — exactly Bahdanau's
+# :math:`e_{tj} = a(s_{t-1}, h_j)`. Its encoder is a one-directional GRU,
+# whose state :math:`h_j` summarises words :math:`1..j`. Bahdanau et al. used a
+# *bidirectional* encoder instead, so that each *annotation*
+# :math:`h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]` is centred on word
+# :math:`j` with context from both sides. We swap one in; the decoder only
+# needs ``(outputs, final state)`` from it. (With the one-directional encoder
+# the model still learns to reverse, but in our runs its maps were less
+# reliable: :math:`h_{j+1}` still remembers word :math:`j`, and some runs put
+# the weight there.)
+
+
+class BiGRUEncoder(nn.Module):
+    """Bahdanau's encoder: annotations h_j = [forward_j; backward_j]."""
+
+    def __init__(self, vocab_size, emb_dim, hidden_dim, pad_idx=PAD):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_idx)
+        self.rnn = nn.GRU(emb_dim, hidden_dim // 2, batch_first=True, bidirectional=True)
+
+    def forward(self, src, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(src), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, state = self.rnn(packed)  # state: (2, B, H/2), forward and backward
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        return out, torch.cat([state[0], state[1]], -1)[None]  # (B, S, H), (1, B, H)
+
+
+EMB, HIDDEN, STEPS = 16, 32, 300
+
+
+def train(steps=STEPS):
+    """Adam, batch 64, a fresh random batch every step; returns model, losses, seconds."""
+    attention = AdditiveAttention(HIDDEN)  # query = decoder state, key = encoder state
+    model = Seq2Seq(VOCAB, VOCAB, EMB, HIDDEN, attention=attention, pad_idx=PAD)
+    model.encoder = BiGRUEncoder(VOCAB, EMB, HIDDEN)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses, start = [], time.perf_counter()
+    for _ in range(steps):
+        src, tgt_in, tgt, _ = make_batch(64)
+        logits, _ = model(src, tgt_in)  # (B, T, V), teacher forcing
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    return model.eval(), losses, time.perf_counter() - start
+
+
+model, losses, seconds = train()
+print(f"trained {STEPS} steps in {seconds:.1f} s; loss {losses[0]:.2f} -> {losses[-1]:.3f}")
+
+# %%
+# Does it translate, and where does it look?
+# ------------------------------------------
+#
+# Two numbers on 500 fresh sentences. *Accuracy*: the fraction of target
+# tokens (``<eos>`` included) that greedy decoding gets right. *Alignment
+# agreement*: for every output word, whether the source position with the
+# largest attention weight is the true one, :math:`L-1-t` (the maps are taken
+# with the correct previous word fed in, so that each row belongs to a known
+# output word).
+
+test = make_batch(500, generator=torch.Generator().manual_seed(1234))
+
+
+@torch.no_grad()
+def evaluate(model, batch):
+    src, tgt_in, tgt, lengths = batch
+    tokens, _ = model.greedy_decode(src, tgt.shape[1], BOS, EOS)
+    tokens = F.pad(tokens, (0, tgt.shape[1] - tokens.shape[1]), value=PAD)  # early stop
+    scored = tgt != PAD
+    accuracy = ((tokens == tgt) & scored).sum().item() / scored.sum().item()
+    _, weights = model(src, tgt_in)  # (B, S + 1, S)
+    pos = torch.arange(MAX_LEN)
+    valid = pos < lengths[:, None]
+    truth = (lengths[:, None] - 1 - pos).clamp_min(0)
+    picked = weights[:, :MAX_LEN].argmax(-1)  # (B, S): most-attended source position
+    agreement = ((picked == truth) & valid).sum().item() / valid.sum().item()
+    offset = (picked - truth)[valid]
+    return accuracy, agreement, offset, weights
+
+
+accuracy, agreement, offset, weights = evaluate(model, test)
+print(f"token accuracy {accuracy:.3f}, alignment agreement {agreement:.3f}")
+print(f"argmax one word off: {(offset.abs() == 1).sum().item()} of {offset.numel()} output words")
+
+# %%
+# The learned map of one test sentence next to the true alignment. Rows are
+# the output words (what the decoder was producing), columns the source words
+# it could look at.
+
+i = 0
+n = test[3][i].item()
+src_words = words(test[0][i, :n].tolist())
+out_words = words(test[2][i, : n + 1].tolist())
+true_map = torch.zeros(n + 1, n)
+true_map[torch.arange(n), n - 1 - torch.arange(n)] = 1.0  # <eos> row: no source word
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+plot_attention(
+    weights[i, : n + 1, :n],
+    out_words,
+    src_words,
+    ax=axes[0],
+    title="learned additive attention",
+    xlabel="source word",
+    ylabel="output word",
+    vmax=1.0,
+)
+plot_attention(
+    true_map,
+    out_words,
+    src_words,
+    ax=axes[1],
+    title="true alignment (reversal)",
+    xlabel="source word",
+    ylabel="output word",
+    vmax=1.0,
+)
+fig.suptitle(f"Reversing a {n}-word sentence: attention finds the anti-diagonal")
+plt.show()
+
+# %%
+# Checks
+# ------
+#
+# The from-scratch score equals the library's, the score surface stays within
+# its bound, and a trained additive attention reverses sentences with its
+# argmax on the true source word. Measured with seeds 0-3: token accuracy
+# 0.97-0.99 and alignment agreement 0.96-0.99; chance agreement is about
+# 1/7.5 = 0.13.
+
+assert max(checks.values()) < 1e-6, checks
+assert torch.allclose(w_lib.sum(-1), torch.ones(2, 3), atol=1e-6)
+assert surf.abs().max() <= bound + 1e-5  # the additive score is bounded by ||v||_1
+assert key_weights[0, 0].argmax() != key_weights[1, 0].argmax()  # the query changes the winner
+assert accuracy > 0.93, accuracy
+assert agreement > 0.9, agreement
+assert (offset.abs() <= 1).float().mean() > 0.97  # misses are next-door words
