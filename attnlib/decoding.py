@@ -83,7 +83,7 @@ def greedy_decode(
 
     Parameters
     ----------
-    model : Seq2SeqTransformer or DecoderLM
+    model : attnlib.transformer.Seq2SeqTransformer or attnlib.transformer.DecoderLM
     src : Tensor, optional
         Source token ids (encoder-decoder models).
     max_len : int
