@@ -131,6 +131,7 @@ def plot_attention_heads(
     head_titles: Sequence[str] | None = None,
     annotate: bool = False,
     cell_size: float = 0.35,
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Draw several heads (or layers) side by side on one shared colour scale.
 
@@ -151,6 +152,9 @@ def plot_attention_heads(
     annotate : bool
     cell_size : float
         Inches per cell.
+    figsize : tuple of float, optional
+        Figure size in inches; by default from ``cell_size``, at most 12
+        inches wide.
 
     Returns
     -------
@@ -168,10 +172,15 @@ def plot_attention_heads(
     heads, lq, lk = w.shape
     ncols = min(ncols, heads)
     nrows = -(-heads // ncols)
+    if figsize is None:
+        width = ncols * (1.2 + cell_size * lk) + 1.0
+        height = nrows * (1.0 + cell_size * lq)
+        shrink = min(1.0, 12.0 / width)
+        figsize = (width * shrink, max(height * shrink, 2.0))
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(ncols * (1.2 + cell_size * lk) + 1.0, nrows * (1.0 + cell_size * lq)),
+        figsize=figsize,
         squeeze=False,
         layout="constrained",
     )

@@ -216,15 +216,16 @@ print("target:", " ".join(words(tgt[0, : lengths[0] + 1].tolist())))
 # :class:`attnlib.seq2seq.Seq2Seq` is a GRU encoder-decoder whose decoder
 # calls its attention layer at every step with the previous decoder state as
 # the query and the encoder states as keys and values — exactly Bahdanau's
-# :math:`e_{tj} = a(s_{t-1}, h_j)`. Its encoder is a one-directional GRU,
-# whose state :math:`h_j` summarises words :math:`1..j`. Bahdanau et al. used a
-# *bidirectional* encoder instead, so that each *annotation*
-# :math:`h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]` is centred on word
-# :math:`j` with context from both sides. We swap one in; the decoder only
-# needs ``(outputs, final state)`` from it. (With the one-directional encoder
-# the model still learns to reverse, but in our runs its maps were less
-# reliable: :math:`h_{j+1}` still remembers word :math:`j`, and some runs put
-# the weight there.)
+# :math:`e_{tj} = a(s_{t-1}, h_j)`. By default its encoder is a
+# one-directional GRU, whose state :math:`h_j` summarises words :math:`1..j`.
+# Bahdanau et al. used a *bidirectional* encoder instead, so that each
+# *annotation* :math:`h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]` is
+# centred on word :math:`j` with context from both sides. We swap in exactly
+# that: two GRUs of half the width whose states are concatenated (the decoder
+# only needs ``(outputs, final state)`` from the encoder). With the
+# one-directional encoder the model still learns to reverse, but in our runs
+# its maps were less reliable: :math:`h_{j+1}` still remembers word :math:`j`,
+# and some runs put the weight there.
 
 
 class BiGRUEncoder(nn.Module):
@@ -244,7 +245,7 @@ class BiGRUEncoder(nn.Module):
         return out, torch.cat([state[0], state[1]], -1)[None]  # (B, S, H), (1, B, H)
 
 
-EMB, HIDDEN, STEPS = 16, 32, 300
+EMB, HIDDEN, STEPS = 16, 32, 400
 
 
 def train(steps=STEPS):
@@ -347,7 +348,7 @@ plt.show()
 # The from-scratch score equals the library's, the score surface stays within
 # its bound, and a trained additive attention reverses sentences with its
 # argmax on the true source word. Measured with seeds 0-3: token accuracy
-# 0.97-0.99 and alignment agreement 0.96-0.99; chance agreement is about
+# 0.98-1.00 and alignment agreement 0.97-0.99; chance agreement is about
 # 1/7.5 = 0.13.
 
 assert max(checks.values()) < 1e-6, checks

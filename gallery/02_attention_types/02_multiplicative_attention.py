@@ -290,7 +290,6 @@ fig = plot_attention_heads(
     title=f"Luong scores on one {n}-word reversal (rows: output words, columns: source words)",
     cell_size=0.32,
 )
-fig.set_layout_engine("constrained")
 for k, ax in enumerate(fig.axes[:3]):
     ax.set_xlabel("source word")
     ax.set_ylabel("output word" if k == 0 else "")

@@ -24,7 +24,7 @@ from torch import nn
 
 from attnlib.attention import ContentBasedAttention, LocationBasedAttention
 from attnlib.functional import cosine_score, location_score
-from attnlib.plotting import plot_attention, plot_attention_heads
+from attnlib.plotting import plot_attention_heads
 from attnlib.seq2seq import Seq2Seq
 
 torch.manual_seed(0)
@@ -61,7 +61,7 @@ def content_weights(query, memory, beta):
 
 N, D = 8, 16
 memory = torch.randn(1, N, D)  # one memory of 8 slots
-query = memory[:, [3]] + 0.8 * torch.randn(1, 1, D)  # a noisy copy of slot 3
+query = memory[:, [3]] + 1.5 * torch.randn(1, 1, D)  # a noisy copy of slot 3
 
 content_layer = ContentBasedAttention(D, beta=5.0)
 _, w_layer = content_layer(query, memory, memory)
@@ -77,20 +77,20 @@ content_checks = {
     .max()
     .item(),
 }
-content_checks
+pd.Series(content_checks, name="max abs difference").to_frame()
 
 # %%
 # How :math:`\beta` sharpens
 # --------------------------
 #
-# The same query against the same memory, for key strengths from 0 to 100. At
+# The same query against the same memory, for key strengths from 0 to 20. At
 # :math:`\beta = 0` every slot gets :math:`1/N`; as :math:`\beta` grows the
 # weight piles onto the most similar slot (slot 3, the one the query is a
 # noisy copy of) and the read becomes a hard lookup. The controller of an NTM
 # emits :math:`\beta` at every step, so it can choose between a sharp lookup
 # and a blurry one.
 
-betas = [0.0, 1.0, 3.0, 10.0, 30.0, 100.0]
+betas = [0.0, 1.0, 2.0, 5.0, 10.0, 20.0]
 sweep = torch.stack([content_weights(query, memory, b)[0, 0] for b in betas])  # (6, N)
 cosines = F.cosine_similarity(query[0], memory[0], dim=-1)
 
@@ -160,7 +160,7 @@ location_checks = {
     .max()
     .item(),
 }
-location_checks
+pd.Series(location_checks, name="max abs difference").to_frame()
 
 # %%
 # Each row is one memory, with the stored key in a different slot; a perfect
@@ -178,7 +178,6 @@ fig = plot_attention_heads(
     title="Moving a stored key around the memory",
     cell_size=0.4,
 )
-fig.set_layout_engine("constrained")
 for k, ax in enumerate(fig.axes[:2]):
     ax.set_xlabel("memory slot read")
     ax.set_ylabel("memory" if k == 0 else "")
@@ -212,11 +211,14 @@ pd.Series(found, name="slot found").rename_axis("noise sigma").to_frame().T
 # sentence, and what matters is only *where* a letter is.
 #
 # *Lookup* (a content task). The source is six value-key pairs followed by a
-# question, ``3 C 7 A 0 F 9 B 1 J 5 E ? A``; the answer is the value stored
-# with the asked key (here ``7``). The pairs are shuffled in every example, so
-# the answer can be anywhere: only *what* is stored tells where to look. (The
-# value comes before its key so that the one-directional encoder's state at
-# a key has already read its value.)
+# question, ``3 C 7 A 0 F 9 B 1 J 5 E ? A``; the answer repeats the asked key
+# and gives the value stored with it, ``A 7``. The pairs are shuffled in every
+# example, so the answer can be anywhere: only *what* is stored tells where to
+# look. (The value comes before its key so that the one-directional encoder's
+# state at a key has already read its value. The echoed key gives the decoder
+# one step to turn its state into a search key: at the first step its state
+# *is* the encoder's last state, whose cosine with the last slot is exactly 1.)
+# Accuracy is measured on the value only.
 
 PAD, BOS, EOS, ASK = 0, 1, 2, 3
 LETTERS = list("abcdefghijklmnop")
@@ -250,12 +252,15 @@ def lookup_batch(n, generator=None):
     values = torch.randint(0, len(VALUES), (n, PAIRS), generator=generator)
     asked = torch.randint(0, PAIRS, (n, 1), generator=generator)
     pairs = torch.stack([VALUE_IDS[values], KEY_IDS[keys]], 2).flatten(1)  # v k v k ...
-    src = torch.cat([pairs, torch.full((n, 1), ASK), KEY_IDS[keys.gather(1, asked)]], 1)
-    tgt_in, tgt = with_bos_eos(VALUE_IDS[values.gather(1, asked)])
-    return src, tgt_in, tgt, 2 * asked + 1  # the asked key's position
+    question = KEY_IDS[keys.gather(1, asked)]  # (n, 1)
+    src = torch.cat([pairs, torch.full((n, 1), ASK), question], 1)
+    tgt_in, tgt = with_bos_eos(torch.cat([question, VALUE_IDS[values.gather(1, asked)]], 1))
+    where = torch.cat([torch.full((n, 1), 2 * PAIRS + 1), 2 * asked + 1], 1)
+    return src, tgt_in, tgt, where  # where: the question, then the asked key
 
 
 TASKS = {"scramble": scramble_batch, "lookup": lookup_batch}
+ANSWER = {"scramble": slice(0, SCRAMBLE_LEN), "lookup": slice(1, 2)}  # the value, not the echo
 src, _, tgt, _ = scramble_batch(1)
 print("scramble:", " ".join(ITOS[i] for i in src[0]), "->", " ".join(ITOS[i] for i in tgt[0]))
 src, _, tgt, _ = lookup_batch(1)
@@ -294,11 +299,12 @@ def train(kind, task):
 
 @torch.no_grad()
 def evaluate(model, task, batch):
-    """Accuracy on the answer words (``<eos>`` excluded), and the attention maps."""
+    """Accuracy on the answer words, argmax agreement, and the attention maps."""
     src, tgt_in, tgt, where = batch
     tokens, _ = model.greedy_decode(src, tgt.shape[1], BOS, EOS)
     tokens = F.pad(tokens, (0, tgt.shape[1] - tokens.shape[1]), value=PAD)
-    accuracy = (tokens[:, :-1] == tgt[:, :-1]).float().mean().item()
+    answer = ANSWER[task]  # the output words that are the answer
+    accuracy = (tokens[:, answer] == tgt[:, answer]).float().mean().item()
     _, weights = model(src, tgt_in)  # teacher-forced maps (B, T, S)
     on_target = (weights[:, :-1].argmax(-1) == where).float().mean().item()
     return accuracy, on_target, weights
@@ -323,36 +329,37 @@ table.round(3)
 # %%
 # Each kind of addressing wins its own task. On *scramble*, the location
 # layer only has to learn eight fixed positions, one per decoding step; the
-# content layer has to recognise positions from states that are mostly about
-# *which letter* sits there, and with repeated letters it cannot tell them
-# apart. On *lookup*, the content layer compares the decoder's state (the
-# encoder's summary ending in the asked key) with the encoder state at every
-# key, and reads the matching one; the location layer can only guess a
-# position, and what it gets right it gets through the encoder's final state,
-# which has to memorise all six pairs.
+# content layer has to recognise positions from encoder states that are mostly
+# about *which letter* sits there, and with repeated letters it cannot tell
+# them apart. On *lookup*, the content layer reads the question at the first
+# step (its state is the encoder's last state) and then, having just written
+# the key, compares its state with the encoder state at every key and reads
+# the matching one. The location layer can read the question too (it is
+# always in the last slot) but can only guess where the key is; the values it
+# gets right come through the encoder's final state, which would have to
+# memorise all six pairs.
 #
 # The maps of one test example per task (rows: output words; columns: source
 # words):
 
 i = 0
-for task, size in [("scramble", 0.42), ("lookup", 0.42)]:
+for task, ncols in [("scramble", 2), ("lookup", 1)]:
     src, _, tgt, _ = tests[task]
     fig = plot_attention_heads(
         torch.stack([maps[(task, k)][i] for k in ["content", "location"]]),
         [ITOS[t] for t in tgt[i]],
         [ITOS[t] for t in src[i]],
-        ncols=2,
+        ncols=ncols,
         head_titles=[
             f"{k} (accuracy {results[(task, k)]['answer accuracy']:.2f})"
             for k in ["content", "location"]
         ],
         title=f"{task}: where the decoder reads",
-        cell_size=size,
+        cell_size=0.42,
     )
-    fig.set_layout_engine("constrained")
     for k, ax in enumerate(fig.axes[:2]):
         ax.set_xlabel("source word")
-        ax.set_ylabel("output word" if k == 0 else "")
+        ax.set_ylabel("output word" if k % ncols == 0 else "")
     plt.show()
 
 # %%
@@ -362,8 +369,8 @@ for task, size in [("scramble", 0.42), ("lookup", 0.42)]:
 # Both layers match their written-out formulas, weights sum to one, a larger
 # :math:`\beta` gives a sharper read, content weights follow the key while
 # location weights do not move, and each kind of addressing wins its own task.
-# Measured with seeds 0-3: scramble, location MEASURED vs content MEASURED;
-# lookup, content MEASURED vs location MEASURED.
+# Measured with seeds 0-3: scramble, location 1.00 vs content 0.32-0.65;
+# lookup, content 1.00 vs location 0.38-0.45 (chance is 0.1).
 
 assert max(content_checks.values()) < 1e-6 and max(location_checks.values()) < 1e-6
 for w in (sweep, content_rows, location_rows, *(maps[k] for k in maps)):
@@ -375,5 +382,6 @@ assert torch.allclose(location_rows, location_rows[0].expand(N, -1))  # location
 assert found[0.5] > 0.95
 scr = {k: results[("scramble", k)]["answer accuracy"] for k in ["content", "location"]}
 look = {k: results[("lookup", k)]["answer accuracy"] for k in ["content", "location"]}
-assert scr["location"] > 0.95 and scr["location"] > scr["content"] + 0.3, scr
-assert look["content"] > 0.75 and look["content"] > look["location"] + 0.3, look
+assert scr["location"] > 0.95 and scr["location"] > scr["content"] + 0.25, scr
+assert look["content"] > 0.9 and look["content"] > look["location"] + 0.4, look
+assert results[("lookup", "content")]["argmax on the right source word"] > 0.9

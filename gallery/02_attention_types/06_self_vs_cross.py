@@ -170,44 +170,47 @@ dog_gap_pos = (encode(sentence_a, True) - encode(sentence_b, True)).norm().item(
 # Trained self-attention: find the twin
 # -------------------------------------
 #
-# A sequence of 8 letters contains exactly one letter twice. The model must
-# output, for every position, the position of its twin, or its own position
-# if the letter occurs once. The natural solution is a self-attention pattern
-# we know in advance: each query attends to the *other* position holding the
-# same letter, or to itself. It needs positions: a letter and its twin have
-# the same embedding, so without positions a query could not even tell its
-# own key from its twin's. The model: letter embedding plus a learned
-# position embedding, one single-head self-attention layer, a linear readout
-# over the 8 positions. The attention is never told where to look; only the
-# answer is supervised.
+# Each of 8 positions holds a letter and a digit, and exactly one letter
+# occurs twice. The model must output, at every position, the digit stored at
+# its letter's *twin*, or its own digit if its letter occurs once. The digits
+# are random, so the only way to the answer is to read the right position:
+# the self-attention pattern is known in advance (each query on the *other*
+# position with the same letter, or on itself). It needs positions: a letter
+# and its twin have the same letter embedding, and without positions a query
+# could not tell its own key from its twin's by the letter. The model: letter,
+# digit and learned position embeddings summed, one single-head self-attention
+# layer, a linear readout over the 10 digits. The attention is never told
+# where to look; only the answer is supervised.
 
 LETTERS = "abcdefghijkl"
-N, V = 8, len(LETTERS)
+N, V, DIGITS = 8, len(LETTERS), 10
 BATCH, STEPS = 128, 250
 
 
 def twin_batch(b, generator):
-    tokens = torch.stack([torch.randperm(V, generator=generator)[:N] for _ in range(b)])
+    letters = torch.stack([torch.randperm(V, generator=generator)[:N] for _ in range(b)])
     pair = torch.stack([torch.randperm(N, generator=generator)[:2] for _ in range(b)])
     rows = torch.arange(b)
-    tokens[rows, pair[:, 1]] = tokens[rows, pair[:, 0]]
-    target = torch.arange(N).repeat(b, 1)  # itself ...
-    target[rows, pair[:, 0]], target[rows, pair[:, 1]] = pair[:, 1], pair[:, 0]  # ... or its twin
-    return tokens, target
+    letters[rows, pair[:, 1]] = letters[rows, pair[:, 0]]
+    digits = torch.randint(0, DIGITS, (b, N), generator=generator)
+    where = torch.arange(N).repeat(b, 1)  # itself ...
+    where[rows, pair[:, 0]], where[rows, pair[:, 1]] = pair[:, 1], pair[:, 0]  # ... or its twin
+    return letters, digits, where, digits.gather(1, where)
 
 
 class TwinFinder(nn.Module):
     def __init__(self, dim=32):
         super().__init__()
         self.letter = nn.Embedding(V, dim)
+        self.digit = nn.Embedding(DIGITS, dim)
         self.position = nn.Embedding(N, dim)
         self.attn = MultiHeadAttention(dim, num_heads=1)
-        self.readout = nn.Linear(dim, N)
+        self.readout = nn.Linear(dim, DIGITS)
 
-    def forward(self, tokens):
-        h = self.letter(tokens) + self.position.weight  # (B, N, dim)
+    def forward(self, letters, digits):
+        h = self.letter(letters) + self.digit(digits) + self.position.weight  # (B, N, dim)
         out, weights = self.attn(h, h, h)  # self-attention: all three from h
-        return self.readout(out), weights[:, 0]  # (B, N, N positions), (B, N, N)
+        return self.readout(out), weights[:, 0]  # (B, N, 10 digits), (B, N, N)
 
 
 def fit(model, batches, loss_fn):
@@ -220,38 +223,39 @@ def fit(model, batches, loss_fn):
     return model.eval()
 
 
-def twin_loss(model, tokens, target):
-    logits, _ = model(tokens)
-    return F.cross_entropy(logits.reshape(-1, N), target.reshape(-1))
+def twin_loss(model, letters, digits, where, answer):
+    logits, _ = model(letters, digits)
+    return F.cross_entropy(logits.reshape(-1, DIGITS), answer.reshape(-1))
 
 
 torch.manual_seed(0)
 data = torch.Generator().manual_seed(0)
 twin_model = fit(TwinFinder(), lambda: twin_batch(BATCH, data), twin_loss)
 
-test_tokens, test_target = twin_batch(1000, torch.Generator().manual_seed(1234))
+letters, digits, where, answer = twin_batch(1000, torch.Generator().manual_seed(1234))
 with torch.no_grad():
-    logits, weights = twin_model(test_tokens)
-is_twin = test_target != torch.arange(N)
-twin_acc = (logits.argmax(-1) == test_target).float().mean().item()
-twin_attn = (weights.argmax(-1) == test_target).float().mean().item()
-twin_attn_pairs = (weights.argmax(-1) == test_target)[is_twin].float().mean().item()
+    logits, weights = twin_model(letters, digits)
+is_twin = where != torch.arange(N)
+twin_acc = (logits.argmax(-1) == answer).float().mean().item()
+twin_attn = (weights.argmax(-1) == where).float().mean().item()
+twin_attn_pairs = (weights.argmax(-1) == where)[is_twin].float().mean().item()
 print(f"answer accuracy {twin_acc:.3f}; attention argmax on the known position {twin_attn:.3f}")
 print(f"  on the two twins only: {twin_attn_pairs:.3f}")
 
 # %%
 # One held-out sequence: the two copies of the repeated letter look at each
-# other, every other letter looks at itself. The :math:`8 \times 8` map is
+# other, every other position looks at itself. The :math:`8 \times 8` map is
 # the identity with one pair of rows swapped.
 
-labels = [f"{i}:{LETTERS[t]}" for i, t in enumerate(test_tokens[0].tolist())]
+pairs = zip(letters[0].tolist(), digits[0].tolist(), strict=True)
+labels = [f"{i}:{LETTERS[c]}{d}" for i, (c, d) in enumerate(pairs)]
 plot_attention(
     weights[0],
     labels,
     labels,
     title="Self-attention learned to find the twin (8 × 8)",
-    xlabel="key (position:letter)",
-    ylabel="query (position:letter)",
+    xlabel="key (position:letter digit)",
+    ylabel="query (position:letter digit)",
 )
 plt.show()
 
@@ -269,7 +273,7 @@ plt.show()
 # none are needed: cross-attention is invariant to the memory's order, as
 # checked above, and a dictionary has no order.
 
-M, ENTRIES, DIGITS = 5, 8, 10
+M, ENTRIES = 5, 8  # queries, memory entries (digits 0-9 as above)
 
 
 def lookup_batch(b, generator):
@@ -346,6 +350,6 @@ assert torch.allclose(lib_out_self, out_self, atol=1e-6)
 assert torch.allclose(lib_out_cross, out_cross, atol=1e-6)
 assert equivariance_err < 1e-5 and weights_err < 1e-6 and invariance_err < 1e-5
 assert dog_gap_plain < 1e-5 < 1e-2 < dog_gap_pos
-# Measured (seeds 0-2): answer accuracy and attention argmax 1.000 on both tasks.
+# Measured (seeds 0-2): answer accuracy and attention argmax >= 0.998 on both tasks.
 assert twin_acc > 0.95 and twin_attn > 0.95 and twin_attn_pairs > 0.9
 assert lookup_acc > 0.95 and lookup_attn > 0.95 and lookup_mass > 0.8

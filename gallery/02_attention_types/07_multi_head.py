@@ -306,12 +306,13 @@ results = pd.DataFrame(rows).set_index("model")
 results.round(3)
 
 # %%
-# One head of width 32 learns one of the two relations and guesses the
-# other; the same 32 features cut into two heads of 16 get both outputs
-# right, and the two heads are almost as different as two distributions can
-# be (distance near 1). Which relation does each head serve? The share of its
-# weight that lands on the letter before (:math:`i-1`) and after
-# (:math:`i+1`), averaged over the test queries that have both neighbours:
+# One head of width 32 serves at most one of the two relations well (its
+# single softmax must choose a neighbour, or blur both); the same 32 features
+# cut into two heads of 16 get both outputs right, and the two heads are
+# almost as different as two distributions can be (distance near 1). Which
+# relation does each head serve? The share of its weight that lands on the
+# letter before (:math:`i-1`) and after (:math:`i+1`), averaged over the test
+# queries that have both neighbours:
 
 per_head = []
 for name, weights in weights_of.items():
@@ -330,8 +331,8 @@ relations.round(3)
 
 # %%
 # The maps below, on one held-out sequence and one shared colour scale, show
-# the same thing: the single head sits on one off-diagonal (one neighbour),
-# the two heads take one off-diagonal each.
+# the same thing: the single head's weight goes to one neighbour (one
+# off-diagonal), while the two heads take one off-diagonal each.
 
 letters = [LETTERS[t] for t in test_tokens[0].tolist()]
 labels = [f"{i}:{c}" for i, c in enumerate(letters)]
@@ -354,10 +355,11 @@ fig.set_size_inches(12, 4.4)  # three 10 x 10 maps across the page
 plt.show()
 
 # %%
-# With four heads there are more heads than relations. Each head still picks
-# a neighbour, so some heads duplicate others (small pairwise distances) and
-# the diversity drops below the two-head model's: more heads is not
-# automatically more variety.
+# With four heads there are more heads than relations. Each head still
+# looks at a neighbour, but now several heads cover the same relation, or
+# switch between the two depending on the position (see the table above), so
+# the mean distance between heads drops below the two-head model's: more
+# heads is not automatically more variety.
 
 fig = plot_attention_heads(
     weights_of["4 heads"][0],
@@ -365,7 +367,7 @@ fig = plot_attention_heads(
     labels,
     head_titles=[f"4 heads: head {i} (d=8)" for i in range(4)],
     ncols=4,
-    title="Four heads, two relations: heads pair up",
+    title="Four heads, two relations: heads overlap",
 )
 fig.set_size_inches(12, 3.8)
 plt.show()
