@@ -233,8 +233,12 @@ class SiteBrowser:
         owner = self._owner.pop(request, None)
         if owner is None or not is_local(request.url):
             return  # a request to another host (recorded by _route) or one already reported
-        if owner is not self._visit and "ERR_ABORTED" in (request.failure or ""):
-            return  # cancelled because the browser went on to the next page
+        aborted = "ERR_ABORTED" in (request.failure or "")
+        if aborted and (owner is not self._visit or request.resource_type == "other"):
+            # cancelled because the browser went on to the next page; the favicon
+            # (type "other") is fetched lazily and often cancelled that way. A
+            # missing file still fails through its HTTP status (_on_response).
+            return
         owner.failed.append(f"{request.url} ({request.failure})")
 
     def _on_response(self, response) -> None:
