@@ -92,6 +92,9 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "reset_modules": ("matplotlib", "seaborn", "gallery_utils.reset_state"),
     "doc_module": ("attnlib",),
+    # The API pages live at the defining module (attnlib.attention.X), not at
+    # the shorter re-export (attnlib.X): record backreferences there.
+    "prefer_full_module": {r"^attnlib\."},
     "backreferences_dir": "api/generated/backreferences",
     "exclude_implicit_doc": {r"attnlib\._.*"},
     "min_reported_time": 0,

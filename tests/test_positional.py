@@ -27,10 +27,17 @@ def test_sinusoidal_matches_the_paper_formula():
 
 def test_sinusoidal_offset_is_a_fixed_linear_map():
     """PE[pos + k] = PE[pos] @ M_k for one matrix M_k, whatever pos is."""
-    pe = sinusoidal_encoding(64, 16, dtype=torch.float64)
-    k = 5
-    m = torch.linalg.lstsq(pe[:40], pe[k : 40 + k]).solution
-    torch.testing.assert_close(pe[40:59] @ m, pe[40 + k : 59 + k], atol=1e-8, rtol=0)
+    d, k = 16, 5
+    pe = sinusoidal_encoding(64, d, dtype=torch.float64)
+    m = torch.zeros(d, d, dtype=torch.float64)
+    for i in range(d // 2):
+        b = k / 10000 ** (2 * i / d)  # the angle step of frequency i over k positions
+        # [sin(a + b), cos(a + b)] = [sin a, cos a] @ [[cos b, -sin b], [sin b, cos b]]
+        m[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor(
+            [[math.cos(b), -math.sin(b)], [math.sin(b), math.cos(b)]], dtype=torch.float64
+        )
+    torch.testing.assert_close(pe[: 64 - k] @ m, pe[k:], atol=1e-10, rtol=0)
+    assert not torch.allclose(pe[: 64 - k], pe[k:])  # positions really differ
 
 
 def test_rotary_scores_depend_only_on_relative_position():

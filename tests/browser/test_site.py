@@ -184,3 +184,26 @@ def test_dark_theme_figures_on_white(site, site_dir: Path) -> None:
       .map((img) => [img.currentSrc || img.src, getComputedStyle(img).backgroundColor])""")
     grey = [(src, c) for src, c in colours if min(channels(c)[:3]) < 250 or channels(c)[3] < 1]
     assert not grey, f"{pages[0]} (dark): figures without an opaque white background: {grey}"
+
+
+# API objects that the tutorials use: their pages must list those tutorials
+# ("Tutorials using ..."), through sphinx-gallery's backreferences.
+BACKREFERENCED = [
+    "attnlib.attention.AdditiveAttention",
+    "attnlib.attention.MultiHeadAttention",
+    "attnlib.functional.calculate_attention_weights",
+    "attnlib.functional.multi_head_attention",
+    "attnlib.masks.causal_mask",
+    "attnlib.plotting.plot_attention",
+    "attnlib.seq2seq.Seq2Seq",
+]
+
+
+@pytest.mark.parametrize("name", BACKREFERENCED)
+def test_api_pages_link_the_tutorials_that_use_them(site_dir: Path, name: str) -> None:
+    """The API page of an object used by a tutorial shows that tutorial's thumbnail."""
+    page = site_dir / "api" / "generated" / f"{name}.html"
+    assert page.is_file(), f"no API page {page.relative_to(site_dir)}"
+    html = page.read_text("utf-8")
+    links = re.findall(r'href="([^"]*auto_gallery/[^"]+\.html)[^"]*"', html)
+    assert "sphx-glr-thumbcontainer" in html and links, f"{name}: no tutorial listed"
