@@ -17,6 +17,7 @@ from . import (
     plotting,
     positional,
     seq2seq,
+    tasks,
     training,
     transformer,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "plotting",
     "positional",
     "seq2seq",
+    "tasks",
     "training",
     "transformer",
     "AdditiveAttention",

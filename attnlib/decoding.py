@@ -47,7 +47,11 @@ class _Stepper:
             out = self.model(new, self.cache)
         if self.use_cache:
             self.fed = self.prefix.shape[1]
-        return out[:, -1]
+        logits = out[:, -1]  # (N, V)
+        if isinstance(self.model, Seq2SeqTransformer):
+            # never generate padding: the decoder would then mask it out of its own input
+            logits = logits.index_fill(-1, torch.tensor([self.model.pad_idx]), float("-inf"))
+        return logits
 
     def append(self, tokens: Tensor) -> None:
         self.prefix = torch.cat([self.prefix, tokens[:, None]], 1)

@@ -390,6 +390,11 @@ class _TokenEmbedding(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, pad_idx: int, max_len: int, dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)
+        # std d^-1/2, so that after the sqrt(d) scaling tokens and positions have
+        # comparable size (as in tensor2tensor); N(0, 1) would drown the positions.
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[pad_idx].zero_()
         self.positions = SinusoidalPositionalEncoding(d_model, max_len, dropout)
         self.scale = math.sqrt(d_model)
 

@@ -44,7 +44,9 @@ def test_greedy_with_and_without_cache_agree(seq2seq, use_cache):
     assert torch.equal(tokens, reference)
     # greedy really is the argmax of the model's own logits, step by step
     logits = model(src, tokens[:, :-1])
+    logits[..., model.pad_idx] = float("-inf")  # decoding never emits padding
     assert torch.equal(logits.argmax(-1), tokens[:, 1:])
+    assert not (tokens[:, 1:] == model.pad_idx).any()
 
 
 def test_beam_of_one_is_greedy(seq2seq):
