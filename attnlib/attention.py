@@ -552,9 +552,15 @@ class MultiHeadAttention(AttentionModule):
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as :class:`torch.nn.MultiheadAttention` does: Xavier-uniform
+        input projections, default output projection, zero biases."""
+        self.out_proj.reset_parameters()
         for proj in (self.q_proj, self.k_proj, self.v_proj):
             nn.init.xavier_uniform_(proj.weight)
-        if bias:
+        if self.q_proj.bias is not None:
             for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
                 nn.init.zeros_(proj.bias)
 

@@ -242,7 +242,7 @@ class Encoder(nn.Module):
 
     def __init__(self, layer: EncoderLayer, num_layers: int, norm: nn.Module | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.layers = _clones(layer, num_layers)
         self.norm = norm
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -262,7 +262,7 @@ class Decoder(nn.Module):
 
     def __init__(self, layer: DecoderLayer, num_layers: int, norm: nn.Module | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.layers = _clones(layer, num_layers)
         self.norm = norm
 
     def forward(
@@ -365,6 +365,20 @@ class Transformer(nn.Module):
         new.encoder.norm = copy.deepcopy(model.encoder.norm)
         new.decoder.norm = copy.deepcopy(model.decoder.norm)
         return new.to(enc[0].ff.linear1.weight.dtype).train(model.training)
+
+
+def _clones(layer: nn.Module, n: int) -> nn.ModuleList:
+    """``n`` copies of ``layer``, each freshly initialised (deep copies alone
+    would start every layer of the stack with the same weights)."""
+    layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(n))
+    for clone in layers[1:]:
+        linears = [m for m in clone.modules() if isinstance(m, nn.Linear)]
+        for module in linears:
+            module.reset_parameters()
+        for module in clone.modules():  # attention re-applies its own initialisation
+            if isinstance(module, MultiHeadAttention):
+                module.reset_parameters()
+    return layers
 
 
 def _activation_name(activation) -> str:

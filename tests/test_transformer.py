@@ -86,3 +86,14 @@ def test_every_layer_and_head_is_captured():
     assert len(record) == 2 + 3 * 2
     assert record["encoder.layers.1.self_attn"].shape == (2, H, 5, 5)
     assert record["decoder.layers.2.cross_attn"].shape == (2, H, 4, 5)
+
+
+def test_stacked_layers_start_with_different_weights():
+    model = Transformer(D, H, 2, 2, FF)
+    for stack in (model.encoder, model.decoder):
+        first, second = (dict(layer.named_parameters()) for layer in stack.layers)
+        different = [
+            n for n in first if n.endswith("weight") and not torch.equal(first[n], second[n])
+        ]
+        # every matrix differs; only the LayerNorms (ones) start equal
+        assert all(n in different for n in first if first[n].dim() == 2), different
