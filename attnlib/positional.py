@@ -85,6 +85,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         check_rank(x, "x", (3,), "(batch, length, d_model)")
+        _check_offset(offset)
         if offset + x.shape[1] > self.table.shape[0]:
             raise ValueError(
                 f"x: expected at most {self.table.shape[0] - offset} positions (max_len "
@@ -109,6 +110,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         check_rank(x, "x", (3,), "(batch, length, d_model)")
+        _check_offset(offset)
         max_len = self.embedding.num_embeddings
         if offset + x.shape[1] > max_len:
             raise ValueError(
@@ -137,7 +139,9 @@ def rotary_cos_sin(
     -----
     - cos, sin: ``(length, head_dim)`` (each angle repeated for its pair)
     """
+    check_positive_int(length, "length")
     check_positive_int(head_dim, "head_dim")
+    _check_offset(offset)
     if head_dim % 2:
         raise ValueError(f"head_dim: expected an even number, got {head_dim}")
     theta = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float64) / head_dim)
@@ -232,9 +236,20 @@ def alibi_bias(
     -----
     - output: ``(num_heads, query_len, key_len)``
     """
-    key_len = query_len if key_len is None else key_len
+    check_positive_int(query_len, "query_len")
+    key_len = query_len if key_len is None else check_positive_int(key_len, "key_len")
+    if key_len < query_len:
+        raise ValueError(
+            f"key_len: expected at least query_len ({query_len}): queries are the last "
+            f"key positions, got {key_len}"
+        )
     slopes = alibi_slopes(num_heads).to(device=device, dtype=dtype)
     i = torch.arange(query_len, device=device)[:, None] + (key_len - query_len)
     j = torch.arange(key_len, device=device)[None, :]
     distance = (i - j).abs().to(dtype)  # (Lq, Lk)
     return -slopes[:, None, None] * distance  # (H, Lq, Lk)
+
+
+def _check_offset(offset: int) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset: expected a non-negative integer, got {offset!r}")

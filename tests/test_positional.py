@@ -81,3 +81,14 @@ def test_modules_add_positions_and_reject_long_inputs():
         SinusoidalPositionalEncoding(8, 10)(torch.zeros(1, 11, 8))
     with pytest.raises(ValueError, match="d_model: expected an even number, got 7"):
         sinusoidal_encoding(4, 7)
+
+
+def test_bad_offsets_and_lengths_are_named():
+    with pytest.raises(ValueError, match="offset: expected a non-negative integer, got -5"):
+        SinusoidalPositionalEncoding(4, max_len=5)(torch.zeros(1, 3, 4), offset=-5)
+    with pytest.raises(ValueError, match="offset: expected a non-negative integer, got -2"):
+        LearnedPositionalEmbedding(5, 4)(torch.zeros(1, 3, 4), offset=-2)
+    with pytest.raises(ValueError, match="length: expected a positive integer, got -3"):
+        rotary_cos_sin(-3, 8)
+    with pytest.raises(ValueError, match=r"key_len: expected at least query_len \(5\)"):
+        alibi_bias(2, 5, 3)
