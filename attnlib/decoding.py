@@ -237,16 +237,20 @@ def beam_search(
                     continue
                 row = i * k + bm
                 if tok == eos_idx:
-                    if len(finished[i]) < k:
-                        seq = torch.cat([stepper.prefix[row], prefix.new_tensor([tok])])
-                        finished[i].append((score / _lp(step, length_penalty), seq))
+                    seq = torch.cat([stepper.prefix[row], prefix.new_tensor([tok])])
+                    finished[i].append((score / _lp(step, length_penalty), seq))
+                    finished[i] = sorted(finished[i], key=lambda c: -c[0])[:k]
                     continue
                 new_scores[i, kept], rows[i, kept], new_tokens[i, kept] = score, row, tok
                 kept += 1
         stepper.reorder(rows.view(-1))
         stepper.append(new_tokens.view(-1))
         scores = new_scores
-        if all(len(f) >= k for f in finished):
+        # an input is done when k hypotheses have finished and no live beam can
+        # still beat the worst of them (log-probabilities only fall as tokens
+        # are added; the length penalty is evaluated at the current length)
+        best_alive = scores.max(-1).values / _lp(step, length_penalty)  # (B,)
+        if all(len(f) >= k and best_alive[i] <= f[-1][0] for i, f in enumerate(finished)):
             break
     out, best = [], []
     for i in range(b):

@@ -86,3 +86,30 @@ def test_build_transformer_model_ties_embeddings():
     assert model.generator.weight is model.tgt_embed.embedding.weight
     assert model.src_embed.embedding.weight is model.tgt_embed.embedding.weight
     assert len(model.transformer.encoder.layers) == len(model.transformer.decoder.layers) == 2
+
+
+def _sequence_log_prob(model, src, seq, eos=2):
+    """Total log-probability of ``seq`` (BOS ... EOS, then padding) for each input."""
+    logp = model(src, seq[:, :-1]).log_softmax(-1)  # (B, T, V)
+    token_logp = logp.gather(-1, seq[:, 1:, None])[..., 0]  # (B, T)
+    ended = (seq[:, 1:] == eos).cumsum(1)
+    keep = (ended == 0) | ((ended == 1) & (seq[:, 1:] == eos))  # up to the first EOS
+    return (token_logp * keep).sum(1)
+
+
+def test_beam_search_finds_sequences_at_least_as_likely_as_greedy():
+    """With no length penalty, beam search maximises log-probability: its output is never
+    less likely than greedy's."""
+    torch.manual_seed(3)
+    model = Seq2SeqTransformer(8, 8, 16, 2, 1, 1, 32, dropout=0.0).double().eval()
+    with torch.no_grad():
+        model.generator.bias[2] += 1.5  # make EOS likely early, where short beams tempt
+    src = torch.randint(3, 8, (32, 5))
+    greedy = greedy_decode(model, src, 6)
+    beam, _ = beam_search(model, src, 6, beam_size=4, length_penalty=0.0)
+    n = max(greedy.shape[1], beam.shape[1])
+    pad = lambda t: torch.nn.functional.pad(t, (0, n - t.shape[1]), value=2)  # noqa: E731
+    with torch.no_grad():
+        lp_greedy = _sequence_log_prob(model, src, pad(greedy))
+        lp_beam = _sequence_log_prob(model, src, pad(beam))
+    assert (lp_beam >= lp_greedy - 1e-9).all(), (lp_beam - lp_greedy).min()
