@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from attnlib.capture import record_attention
 from attnlib.decoding import greedy_decode
-from attnlib.plotting import plot_attention
+from attnlib.plotting import plot_attention, plot_attention_heads
 from attnlib.tasks import PAD, algorithmic_batch
 from attnlib.training import Trainer, batch_loss, noam_schedule, warmup_cosine_schedule
 from attnlib.transformer import Seq2SeqTransformer
@@ -264,10 +264,45 @@ fig.suptitle("Cross-attention of the trained models against the alignment that s
 plt.show()
 
 # %%
+# Self-attention, encoder and decoder
+# -----------------------------------
+#
+# The cross-attention is where the alignment lives; the self-attention layers
+# prepare for it. For the reverse model, all heads of the encoder's and the
+# decoder's self-attention on the same input (the decoder's masked: each output
+# position sees only the ones before it, so the upper triangle is empty):
+
+model = results["reverse"][0]
+src, tgt, align = test["reverse"]
+i = int((src != PAD).sum(1).argmax())
+length = int((src[i] != PAD).sum())
+with record_attention(model) as record:
+    model(src[i : i + 1, :length], tgt[i : i + 1, : length + 1])
+src_labels = [NAMES[t] for t in src[i, :length].tolist()]
+dec_labels = [NAMES[t] for t in tgt[i, : length + 1].tolist()]
+plot_attention_heads(
+    record["transformer.encoder.layers.0.self_attn"][0],
+    src_labels,
+    src_labels,
+    title="reverse: encoder self-attention, all heads",
+)
+plt.show()
+decoder_self = record["transformer.decoder.layers.0.self_attn"][0]  # (H, T, T)
+plot_attention_heads(
+    decoder_self,
+    dec_labels,
+    dec_labels,
+    mask=torch.ones(length + 1, length + 1).tril().bool(),
+    title="reverse: decoder masked self-attention, all heads",
+)
+plt.show()
+
+# %%
 # Checks
 # ------
 #
-# Measured with this seed: exact match 1.000 for all three tasks. For copy one
+# Measured with this seed: exact match 1.000 for all three tasks (copy and
+# reverse are asserted at 100 %, sort at 98 %). For copy one
 # head follows the alignment exactly (score 1.00). For reverse and sort the
 # best single head scores about 0.74 and 0.56 — far above chance (0.21) but not
 # 1: the heads share the work (one reads the symbol just written, another the
@@ -275,9 +310,10 @@ plt.show()
 # heads, so no single map has to be the whole alignment.
 
 assert summary.loc["copy", "exact match"] == 1.0, summary
-assert summary.loc["reverse", "exact match"] >= 0.99, summary
+assert summary.loc["reverse", "exact match"] == 1.0, summary
 assert summary.loc["sort", "exact match"] >= 0.98, summary
 assert table.loc["copy", "best head"] > 0.95, table
 assert table.loc["reverse", "best head"] > 0.5, table
 assert (table["best head"] > 2 * table["chance"]).all(), table
+assert torch.equal(decoder_self.triu(1), torch.zeros_like(decoder_self))  # no look-ahead
 assert max(cosine) == max(cosine[: WARMUP + 1]) and cosine[-1] < 0.01 * PEAK_LR  # warm-up, decay
