@@ -73,7 +73,7 @@ def _check_qk(query: Tensor, key: Tensor) -> None:
     check_same_leading(query, "query", key, "key", "batch dimensions")
 
 
-def _check_qkv(query: Tensor, key: Tensor, value: Tensor, same_dim: bool = True) -> None:
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
     _check_qk(query, key)
     check_tensor(value, "value")
     if value.dim() != key.dim() or value.shape[:-1] != key.shape[:-1]:
@@ -82,7 +82,7 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor, same_dim: bool = True)
             f"{shape_str(key.shape)} in every dimension but the last, "
             f"got {shape_str(value.shape)}"
         )
-    if same_dim and query.shape[-1] != key.shape[-1]:
+    if query.shape[-1] != key.shape[-1]:
         raise ValueError(
             f"key: expected feature size {query.shape[-1]} (the query's), "
             f"got shape {shape_str(key.shape)}"

@@ -126,15 +126,7 @@ class EncoderLayer(nn.Module):
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
         """A copy of a :class:`torch.nn.TransformerEncoderLayer` (``batch_first`` or not)."""
-        new = cls(
-            layer.self_attn.embed_dim,
-            layer.self_attn.num_heads,
-            layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-        )
+        new = cls(**_torch_layer_config(layer))
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         new.self_attn.batch_first = True
         _copy_ff(new.ff, layer)
@@ -213,15 +205,7 @@ class DecoderLayer(nn.Module):
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
         """A copy of a :class:`torch.nn.TransformerDecoderLayer`."""
-        new = cls(
-            layer.self_attn.embed_dim,
-            layer.self_attn.num_heads,
-            layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            activation=_activation_name(layer.activation),
-            layer_norm_eps=layer.norm1.eps,
-        )
+        new = cls(**_torch_layer_config(layer))
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
         new.self_attn.batch_first = new.cross_attn.batch_first = True
@@ -352,13 +336,11 @@ class Transformer(nn.Module):
         """
         enc = [EncoderLayer.from_torch(layer) for layer in model.encoder.layers]
         dec = [DecoderLayer.from_torch(layer) for layer in model.decoder.layers]
+        config = _torch_layer_config(model.decoder.layers[0])
         new = cls(
-            model.d_model,
-            model.nhead,
-            len(enc),
-            len(dec),
-            dec[0].ff.linear1.out_features,
-            norm_first=dec[0].norm_first,
+            num_encoder_layers=len(enc),
+            num_decoder_layers=len(dec),
+            **config,
         )
         new.encoder.layers = nn.ModuleList(enc)
         new.decoder.layers = nn.ModuleList(dec)
@@ -379,6 +361,19 @@ def _clones(layer: nn.Module, n: int) -> nn.ModuleList:
             if isinstance(module, MultiHeadAttention):
                 module.reset_parameters()
     return layers
+
+
+def _torch_layer_config(layer: nn.Module) -> dict:
+    """Constructor arguments of the attnlib layer matching a torch Transformer layer."""
+    return {
+        "d_model": layer.self_attn.embed_dim,
+        "nhead": layer.self_attn.num_heads,
+        "dim_feedforward": layer.linear1.out_features,
+        "dropout": layer.dropout.p,
+        "norm_first": layer.norm_first,
+        "activation": _activation_name(layer.activation),
+        "layer_norm_eps": layer.norm1.eps,
+    }
 
 
 def _activation_name(activation) -> str:
