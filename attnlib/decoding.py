@@ -1,9 +1,10 @@
 """Decoding: greedy, beam search and sampling, batched, with a key/value cache.
 
-Every decoder works on a :class:`attnlib.transformer.Seq2SeqTransformer`
-(given ``src``) or a :class:`attnlib.transformer.DecoderLM` (given a
-``prompt``). With ``use_cache=True`` each step feeds only the newest token and
-reuses the keys and values of the earlier ones
+Every decoder works on a :class:`attnlib.transformer.Seq2SeqTransformer` or a
+recurrent :class:`attnlib.seq2seq.Seq2Seq` (given ``src``), or on a
+:class:`attnlib.transformer.DecoderLM` (given a ``prompt``). With
+``use_cache=True`` each step feeds only the newest token and reuses the keys
+and values of the earlier ones
 (:class:`attnlib.attention.KVCache`); with ``use_cache=False`` it re-runs the
 whole prefix, which gives the same tokens and is slower as the output grows.
 """
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_positive_int
+from .seq2seq import Seq2Seq
 from .transformer import DecoderLM, Seq2SeqTransformer
 
 __all__ = ["greedy_decode", "sample_decode", "beam_search"]
@@ -25,7 +27,13 @@ class _Stepper:
     def __init__(self, model, src: Tensor | None, prefix: Tensor, use_cache: bool) -> None:
         self.model, self.use_cache = model, use_cache
         self.prefix = prefix  # (N, T) every token so far
-        if isinstance(model, Seq2SeqTransformer):
+        if isinstance(model, Seq2Seq):
+            # a recurrent decoder carries its state: it always feeds only new tokens
+            if src is None:
+                raise ValueError("src: expected source token ids for an encoder-decoder model")
+            self.memory, self.src_mask, self.state = model.encode(src)
+            self.use_cache, self.cache = True, None
+        elif isinstance(model, Seq2SeqTransformer):
             if src is None:
                 raise ValueError("src: expected source token ids for an encoder-decoder model")
             self.memory, self.src_mask = model.encode(src)
@@ -34,21 +42,28 @@ class _Stepper:
             self.cache = model.new_cache() if use_cache else None
         else:
             raise TypeError(
-                f"model: expected a Seq2SeqTransformer or a DecoderLM, got {type(model).__name__}"
+                "model: expected a Seq2SeqTransformer, a Seq2Seq or a DecoderLM, "
+                f"got {type(model).__name__}"
             )
         self.fed = 0  # how many prefix tokens the cache holds
 
     def logits(self) -> Tensor:
         """Next-token logits ``(N, V)`` after the current prefix."""
         new = self.prefix[:, self.fed :] if self.use_cache else self.prefix
-        if isinstance(self.model, Seq2SeqTransformer):
+        if isinstance(self.model, Seq2Seq):
+            for t in range(self.fed, self.prefix.shape[1]):
+                logits, self.state, _ = self.model.decoder.step(
+                    self.prefix[:, t], self.state, self.memory, self.src_mask, t
+                )
+            out = logits[:, None]  # (N, 1, V)
+        elif isinstance(self.model, Seq2SeqTransformer):
             out = self.model.decode(new, self.memory, self.src_mask, self.cache)
         else:
             out = self.model(new, self.cache)
         if self.use_cache:
             self.fed = self.prefix.shape[1]
         logits = out[:, -1]  # (N, V)
-        if isinstance(self.model, Seq2SeqTransformer):
+        if isinstance(self.model, Seq2SeqTransformer | Seq2Seq):
             # never generate padding: the decoder would then mask it out of its own input
             logits = logits.index_fill(-1, torch.tensor([self.model.pad_idx]), float("-inf"))
         return logits
@@ -58,8 +73,10 @@ class _Stepper:
 
     def reorder(self, index: Tensor) -> None:
         self.prefix = self.prefix[index]
-        if isinstance(self.model, Seq2SeqTransformer):
+        if isinstance(self.model, Seq2SeqTransformer | Seq2Seq):
             self.memory, self.src_mask = self.memory[index], self.src_mask[index]
+        if isinstance(self.model, Seq2Seq):
+            self.state = self.state[index]
         for layer_cache in self.cache or []:
             layer_cache.reorder(index)
 
@@ -87,7 +104,9 @@ def greedy_decode(
 
     Parameters
     ----------
-    model : attnlib.transformer.Seq2SeqTransformer or attnlib.transformer.DecoderLM
+    model : torch.nn.Module
+        A :class:`~attnlib.transformer.Seq2SeqTransformer`, a
+        :class:`~attnlib.seq2seq.Seq2Seq` or a :class:`~attnlib.transformer.DecoderLM`.
     src : Tensor, optional
         Source token ids (encoder-decoder models).
     max_len : int

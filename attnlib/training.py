@@ -107,7 +107,7 @@ def batch_loss(
 
     See the module docstring for what each kind of model predicts.
     """
-    inputs, targets = batch
+    inputs, targets = batch[0], batch[1]  # a pair, or a Batch of attnlib.data
     if isinstance(model, Seq2SeqTransformer | Seq2Seq):
         out = model(inputs, targets[:, :-1])
         logits = out[0] if isinstance(out, tuple) else out  # Seq2Seq also returns weights

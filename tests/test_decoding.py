@@ -77,7 +77,9 @@ def test_errors_name_the_argument(seq2seq):
     model, src = seq2seq
     with pytest.raises(ValueError, match="temperature: expected a positive number, got 0"):
         sample_decode(model, src, 5, temperature=0)
-    with pytest.raises(TypeError, match="model: expected a Seq2SeqTransformer or a DecoderLM"):
+    with pytest.raises(
+        TypeError, match="model: expected a Seq2SeqTransformer, a Seq2Seq or a DecoderLM"
+    ):
         greedy_decode(torch.nn.Linear(2, 2), src, 5)
 
 
@@ -113,3 +115,36 @@ def test_beam_search_finds_sequences_at_least_as_likely_as_greedy():
         lp_greedy = _sequence_log_prob(model, src, pad(greedy))
         lp_beam = _sequence_log_prob(model, src, pad(beam))
     assert (lp_beam >= lp_greedy - 1e-9).all(), (lp_beam - lp_greedy).min()
+
+
+@pytest.fixture
+def gru():
+    from attnlib.attention import AdditiveAttention
+    from attnlib.seq2seq import Seq2Seq
+
+    torch.manual_seed(0)
+    return Seq2Seq(12, 12, 8, 16, attention=AdditiveAttention(16)).eval()
+
+
+def test_recurrent_seq2seq_greedy_equals_its_own_loop(gru):
+    src = torch.randint(3, 12, (3, 5))
+    src[0, 3:] = 0
+    own, _ = gru.greedy_decode(src, 7, bos_idx=1)
+    assert torch.equal(greedy_decode(gru, src, 7, bos_idx=1, eos_idx=None)[:, 1:], own)
+
+
+def test_recurrent_seq2seq_beam(gru):
+    src = torch.randint(3, 12, (3, 5))
+    greedy = greedy_decode(gru, src, 6)
+    tokens, _ = beam_search(gru, src, 6, beam_size=1)
+    assert torch.equal(tokens[:, : greedy.shape[1]], greedy)
+    # a wider beam finds outputs at least as likely as greedy's
+    wide, _ = beam_search(gru, src, 6, beam_size=4, length_penalty=0.0)
+
+    def logp(tokens):
+        logits, _ = gru(src, tokens[:, :-1])
+        lp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
+        keep = torch.cumsum((tokens[:, :-1] == 2).long(), 1) == 0  # up to the first EOS
+        return (lp * keep).sum(1)
+
+    assert (logp(wide) >= logp(beam_search(gru, src, 6, beam_size=1)[0]) - 1e-5).all()

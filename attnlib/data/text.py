@@ -1,0 +1,359 @@
+"""Text to token ids: cleaning, word and subword tokenizers, the vocabulary.
+
+Both tokenizers share one interface, which :mod:`attnlib.inference` and the
+plotting helpers rely on: ``tokenize(text) -> list[str]``,
+``encode(text, add_bos=False, add_eos=False) -> list[int]`` (one id per token
+of ``tokenize``, plus the optional BOS/EOS), ``decode(ids) -> str``, ``len()``
+(the vocabulary size) and the special ids ``pad_idx``, ``unk_idx``,
+``bos_idx``, ``eos_idx`` (0, 1, 2 and 3).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .._checks import check_choice, check_positive_int
+
+__all__ = [
+    "SPECIALS",
+    "clean_text",
+    "word_tokenize",
+    "Vocabulary",
+    "WordTokenizer",
+    "SubwordTokenizer",
+]
+
+#: Special tokens, in id order: padding 0, unknown 1, begin 2, end 3.
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+
+_TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
+_PUNCT = re.compile(r"[^\w\s']|(?<!\w)'|'(?!\w)")
+_WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+
+
+def clean_text(text: str, *, lowercase: bool = True, remove_punctuation: bool = False) -> str:
+    """Normalise a string before tokenization.
+
+    Unicode NFKC normalisation (full-width letters, ligatures and other
+    compatibility forms become their plain equivalents), typographic quotes and
+    dashes to ASCII, optional lower-casing and punctuation removal (apostrophes
+    inside words are kept: "don't"), and runs of white space to one space.
+
+    Examples
+    --------
+    >>> clean_text("  The ﬁlm was ＧＲＥＡＴ — wasn’t it?! ")
+    "the film was great - wasn't it?!"
+    >>> clean_text("Good, but dull.", remove_punctuation=True)
+    'good but dull'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC)
+    if lowercase:
+        text = text.lower()
+    if remove_punctuation:
+        text = _PUNCT.sub(" ", text)
+    return " ".join(text.split())
+
+
+def word_tokenize(text: str) -> list[str]:
+    """Split into words (letters, digits, inner apostrophes) and single
+    punctuation marks.
+
+    Examples
+    --------
+    >>> word_tokenize("not good, but isn't bad.")
+    ['not', 'good', ',', 'but', "isn't", 'bad', '.']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    return _WORD.findall(text)
+
+
+class Vocabulary:
+    """A bijection between tokens and ids, with the special tokens first.
+
+    Parameters
+    ----------
+    tokens : iterable of str
+        The ordinary tokens, in id order (they follow :data:`SPECIALS`).
+
+    Examples
+    --------
+    >>> vocab = Vocabulary.build([["a", "b", "a"], ["a", "c"]], min_freq=2)
+    >>> list(vocab)
+    ['<pad>', '<unk>', '<bos>', '<eos>', 'a']
+    >>> vocab.encode(["a", "zzz"], add_eos=True)
+    [4, 1, 3]
+    """
+
+    def __init__(self, tokens: Iterable[str] = ()) -> None:
+        self.itos: list[str] = list(SPECIALS)
+        for tok in tokens:
+            if not isinstance(tok, str):
+                raise TypeError(f"tokens: expected str tokens, got {type(tok).__name__}")
+            if tok not in SPECIALS:
+                self.itos.append(tok)
+        self.stoi = {tok: i for i, tok in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            dup = [t for t, c in Counter(self.itos).items() if c > 1]
+            raise ValueError(f"tokens: expected distinct tokens, got duplicates {dup[:5]}")
+
+    pad_idx, unk_idx, bos_idx, eos_idx = 0, 1, 2, 3
+
+    @classmethod
+    def build(
+        cls,
+        sentences: Iterable[Sequence[str]],
+        *,
+        min_freq: int = 1,
+        max_size: int | None = None,
+    ) -> Vocabulary:
+        """Count tokens and keep those seen at least ``min_freq`` times, most
+        frequent first (ties alphabetical), at most ``max_size`` of them
+        (specials not counted)."""
+        check_positive_int(min_freq, "min_freq")
+        if max_size is not None:
+            check_positive_int(max_size, "max_size")
+        counts: Counter[str] = Counter()
+        for sentence in sentences:
+            if isinstance(sentence, str):
+                raise TypeError(
+                    "sentences: expected lists of tokens, got a str (tokenize it first)"
+                )
+            counts.update(sentence)
+        kept = sorted(
+            (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
+        )
+        vocab = cls(kept[:max_size])
+        vocab.counts = counts
+        return vocab
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __iter__(self):
+        return iter(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __getitem__(self, token: str) -> int:
+        """The id of ``token``, or :attr:`unk_idx` for an unknown token."""
+        return self.stoi.get(token, self.unk_idx)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} tokens: {self.itos[:8]}{' ...' if len(self) > 8 else ''})"
+
+    def lookup(self, idx: int) -> str:
+        """The token of id ``idx``."""
+        if not 0 <= idx < len(self):
+            raise IndexError(f"idx: expected an id in [0, {len(self)}), got {idx}")
+        return self.itos[idx]
+
+    def encode(
+        self, tokens: Sequence[str], *, add_bos: bool = False, add_eos: bool = False
+    ) -> list[int]:
+        """Ids of ``tokens`` (unknown ones get :attr:`unk_idx`)."""
+        ids = [self[t] for t in tokens]
+        return [self.bos_idx] * add_bos + ids + [self.eos_idx] * add_eos
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> list[str]:
+        """Tokens of ``ids``; stops at EOS and drops padding/BOS when
+        ``skip_special``."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if skip_special and i == self.eos_idx:
+                break
+            if skip_special and i in (self.pad_idx, self.bos_idx):
+                continue
+            out.append(self.lookup(i))
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the tokens, in id order, as JSON."""
+        Path(path).write_text(json.dumps({"tokens": self.itos}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        """Read a vocabulary written by :meth:`save`."""
+        data = json.loads(Path(path).read_text())
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list) or tokens[: len(SPECIALS)] != list(SPECIALS):
+            raise ValueError(
+                f"path: expected a vocabulary file written by Vocabulary.save, got {path}"
+            )
+        return cls(tokens[len(SPECIALS) :])
+
+
+class WordTokenizer:
+    """:func:`clean_text`, :func:`word_tokenize` and a :class:`Vocabulary`.
+
+    Unknown words are kept by :meth:`tokenize` and become ``<unk>`` in
+    :meth:`encode`.
+
+    Parameters
+    ----------
+    vocab : Vocabulary
+    lowercase, remove_punctuation : bool
+        Passed to :func:`clean_text`.
+    """
+
+    def __init__(
+        self, vocab: Vocabulary, *, lowercase: bool = True, remove_punctuation: bool = False
+    ) -> None:
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"vocab: expected a Vocabulary, got {type(vocab).__name__}")
+        self.vocab = vocab
+        self.lowercase, self.remove_punctuation = lowercase, remove_punctuation
+
+    pad_idx, unk_idx, bos_idx, eos_idx = (
+        Vocabulary.pad_idx,
+        Vocabulary.unk_idx,
+        Vocabulary.bos_idx,
+        Vocabulary.eos_idx,
+    )
+
+    @classmethod
+    def fit(
+        cls,
+        texts: Iterable[str],
+        *,
+        min_freq: int = 1,
+        max_size: int | None = None,
+        lowercase: bool = True,
+        remove_punctuation: bool = False,
+    ) -> WordTokenizer:
+        """Build the vocabulary from ``texts``."""
+        tok = cls(Vocabulary(), lowercase=lowercase, remove_punctuation=remove_punctuation)
+        words = (tok.tokenize(t) for t in _texts(texts))
+        tok.vocab = Vocabulary.build(words, min_freq=min_freq, max_size=max_size)
+        return tok
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def tokenize(self, text: str) -> list[str]:
+        return word_tokenize(
+            clean_text(text, lowercase=self.lowercase, remove_punctuation=self.remove_punctuation)
+        )
+
+    def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        return self.vocab.encode(self.tokenize(text), add_bos=add_bos, add_eos=add_eos)
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
+        return " ".join(self.vocab.decode(ids, skip_special=skip_special))
+
+    def save(self, path: str | Path) -> None:
+        options = {"lowercase": self.lowercase, "remove_punctuation": self.remove_punctuation}
+        Path(path).write_text(json.dumps({"tokens": self.vocab.itos, "options": options}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> WordTokenizer:
+        data = json.loads(Path(path).read_text())
+        return cls(Vocabulary(data["tokens"][len(SPECIALS) :]), **data["options"])
+
+
+class SubwordTokenizer:
+    """A subword tokenizer trained with Hugging Face ``tokenizers``: byte-pair
+    encoding (Sennrich et al., 2016, arXiv:1508.07909) or WordPiece (Schuster
+    and Nakajima, 2012; Wu et al., 2016, arXiv:1609.08144).
+
+    Pieces that continue a word start with ``##`` (``"unbearable"`` may become
+    ``["un", "##bear", "##able"]``), so :meth:`decode` restores the words.
+    Text is NFKC-normalised and lower-cased; words are split on white space
+    and punctuation. Use :meth:`train` to create one.
+
+    Parameters
+    ----------
+    tokenizer : tokenizers.Tokenizer
+        With the :data:`SPECIALS` as ids 0-3.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        for idx, special in enumerate(SPECIALS):
+            if tokenizer.token_to_id(special) != idx:
+                raise ValueError(
+                    f"tokenizer: expected special token {special!r} at id {idx}, "
+                    f"got {tokenizer.token_to_id(special)}"
+                )
+        self.tokenizer = tokenizer
+
+    pad_idx, unk_idx, bos_idx, eos_idx = 0, 1, 2, 3
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int = 1000,
+        model: str = "bpe",
+        min_frequency: int = 2,
+    ) -> SubwordTokenizer:
+        """Learn a ``vocab_size`` vocabulary (specials and single characters
+        included) from ``texts``; ``model`` is ``"bpe"`` or ``"wordpiece"``."""
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+        check_choice(model, "model", ("bpe", "wordpiece"))
+        check_positive_int(vocab_size, "vocab_size")
+        common = {"vocab_size": vocab_size, "min_frequency": min_frequency}
+        common |= {"special_tokens": list(SPECIALS), "continuing_subword_prefix": "##"}
+        if model == "bpe":
+            tok = Tokenizer(models.BPE(unk_token="<unk>", continuing_subword_prefix="##"))
+            trainer = trainers.BpeTrainer(**common)
+        else:
+            tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
+            trainer = trainers.WordPieceTrainer(**common)
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        tok.train_from_iterator(list(_texts(texts)), trainer=trainer)
+        return cls(tok)
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.encode(_text(text), add_special_tokens=False).tokens
+
+    def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        ids = self.tokenizer.encode(_text(text), add_special_tokens=False).ids
+        return [self.bos_idx] * add_bos + ids + [self.eos_idx] * add_eos
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
+        ids = [int(i) for i in ids]
+        if skip_special:  # as Vocabulary.decode: stop at EOS, drop padding and BOS
+            ids = ids[: ids.index(self.eos_idx)] if self.eos_idx in ids else ids
+            ids = [i for i in ids if i not in (self.pad_idx, self.bos_idx)]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        self.tokenizer.save(str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SubwordTokenizer:
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+
+def _text(text: object) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    return text
+
+
+def _texts(texts: Iterable[str]) -> Iterable[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts: expected an iterable of strings, got a single str")
+    for t in texts:
+        yield _text(t)

@@ -1,0 +1,103 @@
+"""Cleaning, tokenizers and the vocabulary."""
+
+from __future__ import annotations
+
+import pytest
+
+from attnlib.data.text import (
+    SPECIALS,
+    SubwordTokenizer,
+    Vocabulary,
+    WordTokenizer,
+    clean_text,
+    word_tokenize,
+)
+
+CORPUS = [
+    "The acting was not good, but the plot was brilliant.",
+    "A dull, dull film. The music was very good!",
+    "I did not like the ending; the acting was bad.",
+    "An unbelievable plot and unforgettable music.",
+] * 10
+
+
+def test_clean_text():
+    messy = "  The ﬁlm was ＧＲＥＡＴ — wasn’t it?! "
+    assert clean_text(messy) == "the film was great - wasn't it?!"
+    assert clean_text("Good, but DULL.", remove_punctuation=True) == "good but dull"
+    assert clean_text("Keep Case", lowercase=False) == "Keep Case"
+    assert clean_text("café") == "café"  # NFKC keeps the accent, in one code point
+    assert len(clean_text("cafe\u0301")) == 4
+    with pytest.raises(TypeError, match="text: expected a str, got int"):
+        clean_text(3)
+
+
+def test_word_tokenize():
+    assert word_tokenize("not good, but isn't bad.") == [
+        "not", "good", ",", "but", "isn't", "bad", "."
+    ]  # fmt: skip
+    assert word_tokenize("") == []
+
+
+def test_vocabulary_build_order_and_min_freq():
+    vocab = Vocabulary.build([["b", "a", "b"], ["c", "a", "b"]], min_freq=2)
+    assert list(vocab) == [*SPECIALS, "b", "a"]  # most frequent first
+    assert (vocab.pad_idx, vocab.unk_idx, vocab.bos_idx, vocab.eos_idx) == (0, 1, 2, 3)
+    assert vocab["c"] == vocab.unk_idx and "c" not in vocab
+    assert len(Vocabulary.build([["a", "b", "c"]], max_size=2)) == len(SPECIALS) + 2
+    with pytest.raises(TypeError, match="sentences: expected lists of tokens, got a str"):
+        Vocabulary.build(["abc"])
+    with pytest.raises(ValueError, match="min_freq: expected a positive integer, got 0"):
+        Vocabulary.build([["a"]], min_freq=0)
+
+
+def test_vocabulary_encode_decode_and_save(tmp_path):
+    vocab = Vocabulary(["hello", "world"])
+    ids = vocab.encode(["hello", "there", "world"], add_bos=True, add_eos=True)
+    assert ids == [2, 4, 1, 5, 3]
+    assert vocab.decode(ids) == ["hello", "<unk>", "world"]
+    assert vocab.decode([4, 3, 5]) == ["hello"]  # stops at EOS
+    assert vocab.decode(ids, skip_special=False)[0] == "<bos>"
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json") == vocab
+    (tmp_path / "bad.json").write_text('{"tokens": ["a"]}')
+    with pytest.raises(ValueError, match="path: expected a vocabulary file"):
+        Vocabulary.load(tmp_path / "bad.json")
+    with pytest.raises(IndexError, match=r"idx: expected an id in \[0, 6\), got 6"):
+        vocab.lookup(6)
+    with pytest.raises(ValueError, match="tokens: expected distinct tokens"):
+        Vocabulary(["a", "a"])
+
+
+def test_word_tokenizer_unknown_words_and_round_trip(tmp_path):
+    tok = WordTokenizer.fit(CORPUS, min_freq=2)
+    tokens = tok.tokenize("The acting was SUPERB!")
+    ids = tok.encode("The acting was SUPERB!", add_bos=True, add_eos=True)
+    assert tokens == ["the", "acting", "was", "superb", "!"]
+    assert len(ids) == len(tokens) + 2 and ids[4] == tok.unk_idx  # "superb" is unknown
+    assert tok.decode(ids) == "the acting was <unk> !"
+    tok.save(tmp_path / "w.json")
+    back = WordTokenizer.load(tmp_path / "w.json")
+    assert back.vocab == tok.vocab and back.encode(CORPUS[0]) == tok.encode(CORPUS[0])
+    with pytest.raises(TypeError, match="texts: expected an iterable of strings, got a single"):
+        WordTokenizer.fit("just one text")
+
+
+@pytest.mark.parametrize("model", ["bpe", "wordpiece"])
+def test_subword_tokenizer(model, tmp_path):
+    tok = SubwordTokenizer.train(CORPUS, vocab_size=120, model=model)
+    assert len(tok) <= 120
+    assert [tok.tokenizer.id_to_token(i) for i in range(4)] == list(SPECIALS)
+    # an unseen word is split into known pieces, not mapped to <unk>
+    pieces = tok.tokenize("filmmusic")
+    assert len(pieces) > 1 and tok.unk_idx not in tok.encode("filmmusic")
+    assert all(p.startswith("##") for p in pieces[1:])
+    # a character never seen is unknown, one id per token
+    assert tok.encode("zq") == [tok.unk_idx] * len(tok.tokenize("zq"))
+    ids = tok.encode("The plot was brilliant.", add_bos=True, add_eos=True)
+    assert ids[0] == tok.bos_idx and ids[-1] == tok.eos_idx
+    assert tok.decode(ids) == "the plot was brilliant."
+    tok.save(tmp_path / "s.json")
+    assert SubwordTokenizer.load(tmp_path / "s.json").encode(CORPUS[2]) == tok.encode(CORPUS[2])
+    with pytest.raises(ValueError, match="model: expected one of 'bpe', 'wordpiece', got 'x'"):
+        SubwordTokenizer.train(CORPUS, model="x")
