@@ -11,9 +11,12 @@ The small PyTorch library behind the attnlib tutorials. Conventions:
 from . import (
     attention,
     capture,
+    data,
     decoding,
     functional,
+    inference,
     masks,
+    metrics,
     plotting,
     positional,
     seq2seq,
@@ -33,6 +36,7 @@ from .attention import (
     ScaledDotProductAttention,
 )
 from .capture import AttentionRecord, record_attention
+from .data import generate_synthetic_data
 from .functional import (
     calculate_attention_weights,
     masked_softmax,
@@ -50,9 +54,12 @@ __version__ = "0.1.0"
 __all__ = [
     "attention",
     "capture",
+    "data",
     "decoding",
     "functional",
+    "inference",
     "masks",
+    "metrics",
     "plotting",
     "positional",
     "seq2seq",
@@ -76,6 +83,7 @@ __all__ = [
     "calculate_attention_weights",
     "causal_mask",
     "create_masks",
+    "generate_synthetic_data",
     "mask_future_tokens",
     "masked_softmax",
     "multi_head_attention",

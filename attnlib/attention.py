@@ -11,6 +11,7 @@ Masks are boolean, ``True`` = may attend (see :mod:`attnlib.masks`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -552,6 +553,8 @@ class MultiHeadAttention(AttentionModule):
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        # an intervention (attnlib.interpret): weights (B, H, Lq, Lk) -> new weights
+        self.weights_hook: Callable[[Tensor], Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -601,6 +604,9 @@ class MultiHeadAttention(AttentionModule):
             is_causal=is_causal,
             training=self.training,
         )
+        if self.weights_hook is not None:  # replace the weights, then attend with them
+            weights = self.weights_hook(weights)
+            out = weights.to(v.dtype) @ v  # (B, H, Lq, d)
         out = self.out_proj(AF.merge_heads(out))  # (B, Lq, E)
         if not self.batch_first:
             out = out.transpose(0, 1)

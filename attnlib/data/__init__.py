@@ -32,6 +32,8 @@ from .frames import (
 )
 from .synthetic import (
     SENTIMENT_LABELS,
+    SENTIMENT_LEXICON,
+    TRANSLATION_LEXICON,
     generate_synthetic_data,
     sentiment_corpus,
     translation_corpus,
@@ -43,6 +45,8 @@ __all__ = [
     "Collate",
     "DataValidationError",
     "SENTIMENT_LABELS",
+    "SENTIMENT_LEXICON",
+    "TRANSLATION_LEXICON",
     "SPECIALS",
     "SubwordTokenizer",
     "TextClassificationDataset",

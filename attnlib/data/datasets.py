@@ -226,7 +226,7 @@ def make_loader(
     shuffle: bool = False,
     seed: int = 0,
 ) -> DataLoader:
-    """A :class:`~torch.utils.data.DataLoader` of :class:`Batch` es with
+    """A :class:`~torch.utils.data.DataLoader` of :class:`Batch` objects, with
     dynamic padding; with ``shuffle``, the order is drawn from its own
     generator seeded with ``seed`` (reproducible, independent of the global
     seed)."""

@@ -22,6 +22,7 @@ __all__ = [
     "numeric_summary",
 ]
 
+#: The kinds of values a schema can ask for.
 KINDS = ("int", "float", "str", "bool", "datetime")
 _FORMATS = {".csv": "csv", ".json": "json"}
 _MAX_ROWS_SHOWN = 10

@@ -81,7 +81,7 @@ class Vocabulary:
     Parameters
     ----------
     tokens : iterable of str
-        The ordinary tokens, in id order (they follow :data:`SPECIALS`).
+        The ordinary tokens, in id order (they follow ``SPECIALS``).
 
     Examples
     --------
