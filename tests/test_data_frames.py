@@ -27,7 +27,7 @@ def frame() -> pd.DataFrame:
             "ok": [True, False, True, True],
             "when": pd.to_datetime(
                 ["2024-01-01", "2024-01-02 10:30", "2024-02-01", "2025-01-01"], format="ISO8601"
-            ),
+            ).astype("datetime64[ns]"),
         }
     )
 
@@ -38,6 +38,7 @@ def test_round_trip(frame, tmp_path, suffix):
     back = load_frame(path, SCHEMA)
     validate_dataframe(back, SCHEMA)
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert back["when"].dtype == "datetime64[ns]"
     assert back["text"].tolist() == ["good", "007", "12", "not bad, really"]
     assert str(back["when"].dtype).startswith("datetime64")
 
@@ -129,3 +130,18 @@ def test_numeric_summary(frame):
     assert table.loc["id", "max"] == 3
     with pytest.raises(ValueError, match="df: expected at least one numeric column"):
         numeric_summary(frame[["text"]])
+
+
+def test_digit_strings_are_not_numbers(frame):
+    frame["score"] = ["0.5", "1", "2", "3"]
+    frame["id"] = ["0", "1", "2", "3"]
+    with pytest.raises(DataValidationError) as err:
+        validate_dataframe(frame, SCHEMA)
+    assert "column 'id': expected int values" in str(err.value)
+    assert "column 'score': expected float values" in str(err.value)
+
+
+def test_dates_come_back_in_nanoseconds(frame, tmp_path):
+    for suffix in (".csv", ".json"):
+        back = load_frame(save_frame(frame, tmp_path / f"t{suffix}"), SCHEMA)
+        assert back["when"].dtype == frame["when"].dtype == "datetime64[ns]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
@@ -96,6 +97,8 @@ def load_frame(
     for col in dates:
         if col in df:
             parsed = pd.to_datetime(df[col], errors="coerce", format="ISO8601")
+            if not getattr(parsed.dt, "tz", None):
+                parsed = parsed.astype("datetime64[ns]")  # pandas 3 may read microseconds
             # leave unparseable values for validate_dataframe to report
             if parsed.notna().sum() == df[col].notna().sum():
                 df[col] = parsed
@@ -108,20 +111,22 @@ def _rows(index: Sequence) -> str:
     return f"[{shown}{f', ... ({more} more)' if more > 0 else ''}]"
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+
+
 def _bad_values(col: pd.Series, kind: str) -> pd.Index:
     """Index of the non-missing values of ``col`` that are not of ``kind``."""
     values = col.dropna()
-    if kind == "int":
-        if ptypes.is_integer_dtype(col) and not ptypes.is_bool_dtype(col):
+    if kind in ("int", "float"):
+        if kind == "int" and ptypes.is_integer_dtype(col) and not ptypes.is_bool_dtype(col):
             return pd.Index([])
-        num = pd.to_numeric(values, errors="coerce")
-        bad = num.isna() | (num != num.round()) | values.map(lambda v: isinstance(v, bool))
-    elif kind == "float":
-        if ptypes.is_numeric_dtype(col) and not ptypes.is_bool_dtype(col):
+        if kind == "float" and ptypes.is_numeric_dtype(col) and not ptypes.is_bool_dtype(col):
             return pd.Index([])
-        bad = pd.to_numeric(values, errors="coerce").isna() | values.map(
-            lambda v: isinstance(v, bool)
-        )
+        # numbers only: a digit string ("7") is text, not a number
+        bad = ~values.map(_is_number).astype(bool)
+        if kind == "int":
+            bad |= values.map(lambda v: _is_number(v) and float(v) != round(float(v))).astype(bool)
     elif kind == "str":
         bad = ~values.map(lambda v: isinstance(v, str))
     elif kind == "bool":

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .._checks import check_choice, check_positive_int
+from .._checks import check_positive_int
 
 __all__ = [
     "SPECIALS",
@@ -264,14 +264,20 @@ class WordTokenizer:
 
 
 class SubwordTokenizer:
-    """A subword tokenizer trained with Hugging Face ``tokenizers``: byte-pair
-    encoding (Sennrich et al., 2016, arXiv:1508.07909) or WordPiece (Schuster
-    and Nakajima, 2012; Wu et al., 2016, arXiv:1609.08144).
+    """A byte-pair-encoding tokenizer (Sennrich et al., 2016, arXiv:1508.07909)
+    trained with Hugging Face ``tokenizers``.
 
-    Pieces that continue a word start with ``##`` (``"unbearable"`` may become
-    ``["un", "##bear", "##able"]``), so :meth:`decode` restores the words.
-    Text is NFKC-normalised and lower-cased; words are split on white space
-    and punctuation. Use :meth:`train` to create one.
+    Text is NFKC-normalised and lower-cased, then split into words and
+    punctuation marks; each of them starts with ``"▁"`` (as in SentencePiece),
+    so that :meth:`decode` knows where words begin: ``"unwatchable"`` may
+    become ``["▁un", "watch", "able"]``. Use :meth:`train` to create one.
+
+    Training is reproducible: the same texts give the same merges in every
+    process. (With a ``"##"`` continuation prefix, as BERT's WordPiece uses,
+    ``tokenizers`` numbers the continuation symbols in hash-table order and
+    breaks ties between equally frequent pairs by those numbers, so the
+    merges change from one run to the next; that is why this class uses the
+    word-start marker and does not offer WordPiece.)
 
     Parameters
     ----------
@@ -292,30 +298,27 @@ class SubwordTokenizer:
 
     @classmethod
     def train(
-        cls,
-        texts: Iterable[str],
-        *,
-        vocab_size: int = 1000,
-        model: str = "bpe",
-        min_frequency: int = 2,
+        cls, texts: Iterable[str], *, vocab_size: int = 1000, min_frequency: int = 2
     ) -> SubwordTokenizer:
-        """Learn a ``vocab_size`` vocabulary (specials and single characters
-        included) from ``texts``; ``model`` is ``"bpe"`` or ``"wordpiece"``."""
+        """Learn merges from ``texts`` until the vocabulary (specials and single
+        characters included) has ``vocab_size`` entries, merging only pairs
+        seen at least ``min_frequency`` times."""
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-        check_choice(model, "model", ("bpe", "wordpiece"))
         check_positive_int(vocab_size, "vocab_size")
-        common = {"vocab_size": vocab_size, "min_frequency": min_frequency}
-        common |= {"special_tokens": list(SPECIALS), "continuing_subword_prefix": "##"}
-        if model == "bpe":
-            tok = Tokenizer(models.BPE(unk_token="<unk>", continuing_subword_prefix="##"))
-            trainer = trainers.BpeTrainer(**common)
-        else:
-            tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
-            trainer = trainers.WordPieceTrainer(**common)
+        check_positive_int(min_frequency, "min_frequency")
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        tok.decoder = decoders.WordPiece(prefix="##")
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Punctuation(), pre_tokenizers.Metaspace()]
+        )
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(SPECIALS),
+            show_progress=False,
+        )
         tok.train_from_iterator(list(_texts(texts)), trainer=trainer)
         return cls(tok)
 
