@@ -131,8 +131,8 @@ def alignment_matrix(
     return out
 
 
-def _check_weights(weights: Tensor, gold: Tensor) -> None:
-    check_rank(weights, "weights", (2,), "(target, source) attention weights")
+def _check_weights(weights: Tensor, gold: Tensor, ranks=(2,)) -> None:
+    check_rank(weights, "weights", ranks, "(target, source) attention weights")
     if weights.shape != gold.shape:
         raise ValueError(
             f"gold: expected the shape of weights {shape_str(weights.shape)}, "
@@ -140,12 +140,24 @@ def _check_weights(weights: Tensor, gold: Tensor) -> None:
         )
 
 
-def hard_alignment(weights: Tensor) -> Tensor:
+def hard_alignment(weights: Tensor, rows: Tensor | None = None) -> Tensor:
     """Align every target position to the source position it attends most:
-    a boolean ``(target, source)`` matrix with one ``True`` per row."""
+    a boolean ``(target, source)`` matrix with one ``True`` per row.
+
+    ``rows`` (boolean, one per target position) limits the links to the rows
+    that are real words: pass ``gold.any(-1)`` so that EOS and padding rows
+    do not count as wrong links in :func:`alignment_error_rate`.
+    """
     check_rank(weights, "weights", (2,), "(target, source) attention weights")
     out = torch.zeros(weights.shape, dtype=torch.bool)
     out[torch.arange(weights.shape[0]), weights.argmax(-1)] = True
+    if rows is not None:
+        if rows.shape != weights.shape[:1]:
+            raise ValueError(
+                f"rows: expected shape ({weights.shape[0]},) (one per target position), "
+                f"got {shape_str(rows.shape)}"
+            )
+        out &= rows.bool()[:, None]
     return out
 
 
@@ -158,9 +170,11 @@ def alignment_score(weights: Tensor, gold: Tensor, *, method: str = "argmax") ->
     Parameters
     ----------
     weights : Tensor
-        Attention of each target position over the source positions.
+        Attention of each target position over the source positions; leading
+        batch dimensions are allowed (every row of every sentence counts).
     gold : Tensor
-        Boolean, ``True`` at aligned pairs (:func:`alignment_matrix`).
+        Boolean, ``True`` at aligned pairs (:func:`alignment_matrix`), the
+        shape of ``weights``.
     method : {"argmax", "mass"}
         ``"argmax"``: fraction of target positions whose most-attended source
         position is aligned to it (alignment accuracy). ``"mass"``: the mean
@@ -174,11 +188,13 @@ def alignment_score(weights: Tensor, gold: Tensor, *, method: str = "argmax") ->
 
     Shape
     -----
-    - weights, gold: ``(target, source)``
+    - weights, gold: ``(..., target, source)``
     """
     check_choice(method, "method", ("argmax", "mass"))
-    _check_weights(weights, gold)
-    rows = gold.any(-1)  # (T,) target positions with an alignment
+    _check_weights(weights, gold, ranks=(2, 3, 4))
+    weights = weights.reshape(-1, weights.shape[-1])
+    gold = gold.reshape(-1, gold.shape[-1])
+    rows = gold.any(-1)  # (N,) target positions with an alignment
     if not rows.any():
         raise ValueError("gold: expected at least one aligned pair, got none")
     w, g = weights[rows].float(), gold[rows]

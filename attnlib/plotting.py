@@ -132,6 +132,8 @@ def plot_attention_heads(
     annotate: bool = False,
     cell_size: float = 0.35,
     figsize: tuple[float, float] | None = None,
+    xlabel: str = "key",
+    ylabel: str = "query",
 ) -> Figure:
     """Draw several heads (or layers) side by side on one shared colour scale.
 
@@ -155,6 +157,8 @@ def plot_attention_heads(
     figsize : tuple of float, optional
         Figure size in inches; by default from ``cell_size``, at most 12
         inches wide.
+    xlabel, ylabel : str
+        Axis labels (the y label on the first map of each row).
 
     Returns
     -------
@@ -201,7 +205,8 @@ def plot_attention_heads(
             vmax=vmax,
             annotate=annotate,
             colorbar=False,
-            ylabel="query" if h % ncols == 0 else "",
+            xlabel=xlabel,
+            ylabel=ylabel if h % ncols == 0 else "",
         )
         if h % ncols and query_labels is not None:
             ax.set_yticks([])

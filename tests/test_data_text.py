@@ -42,7 +42,11 @@ def test_word_tokenize():
 def test_vocabulary_build_order_and_min_freq():
     vocab = Vocabulary.build([["b", "a", "b"], ["c", "a", "b"]], min_freq=2)
     assert list(vocab) == [*SPECIALS, "b", "a"]  # most frequent first
-    assert (vocab.pad_idx, vocab.unk_idx, vocab.bos_idx, vocab.eos_idx) == (0, 1, 2, 3)
+    assert (vocab.pad_idx, vocab.bos_idx, vocab.eos_idx, vocab.unk_idx) == (0, 1, 2, 3)
+    # the same ids as attnlib.tasks and the defaults of attnlib.decoding
+    from attnlib import tasks
+
+    assert (vocab.pad_idx, vocab.bos_idx, vocab.eos_idx) == (tasks.PAD, tasks.BOS, tasks.EOS)
     assert vocab["c"] == vocab.unk_idx and "c" not in vocab
     assert len(Vocabulary.build([["a", "b", "c"]], max_size=2)) == len(SPECIALS) + 2
     with pytest.raises(TypeError, match="sentences: expected lists of tokens, got a str"):
@@ -54,9 +58,9 @@ def test_vocabulary_build_order_and_min_freq():
 def test_vocabulary_encode_decode_and_save(tmp_path):
     vocab = Vocabulary(["hello", "world"])
     ids = vocab.encode(["hello", "there", "world"], add_bos=True, add_eos=True)
-    assert ids == [2, 4, 1, 5, 3]
+    assert ids == [1, 4, 3, 5, 2]
     assert vocab.decode(ids) == ["hello", "<unk>", "world"]
-    assert vocab.decode([4, 3, 5]) == ["hello"]  # stops at EOS
+    assert vocab.decode([4, 2, 5]) == ["hello"]  # stops at EOS
     assert vocab.decode(ids, skip_special=False)[0] == "<bos>"
     vocab.save(tmp_path / "v.json")
     assert Vocabulary.load(tmp_path / "v.json") == vocab

@@ -96,3 +96,15 @@ def test_alignment_error_rate_by_hand():
     assert alignment_error_rate(sure, sure) == 0.0
     weights = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0]])
     assert hard_alignment(weights).tolist() == torch.eye(3, dtype=torch.bool).tolist()
+
+
+def test_alignment_score_batched_and_hard_alignment_rows():
+    gold = alignment_matrix([(0, 0), (1, 1)], 2, 3)  # row 2 (EOS) has no gold link
+    weights = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    batched_w, batched_g = torch.stack([weights, weights.flip(-1)]), torch.stack([gold, gold])
+    # sentence 1: both right; sentence 2 (flipped): both wrong -> 2 of 4
+    assert alignment_score(batched_w, batched_g) == pytest.approx(0.5)
+    assert alignment_error_rate(hard_alignment(weights), gold) == pytest.approx(1 - 4 / 5)
+    assert alignment_error_rate(hard_alignment(weights, gold.any(-1)), gold) == 0.0
+    with pytest.raises(ValueError, match=r"rows: expected shape \(3,\)"):
+        hard_alignment(weights, torch.ones(2, dtype=torch.bool))

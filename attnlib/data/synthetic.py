@@ -122,7 +122,7 @@ def _check_fraction(value: object, name: str) -> float:
 # ---------------------------------------------------------------------------
 
 _CATEGORIES = ("news", "review", "dialogue")
-_FIRST_WORD_ID = 4  # 0-3: <pad>, <unk>, <bos>, <eos>
+_FIRST_WORD_ID = 4  # 0-3: <pad>, <bos>, <eos>, <unk> (attnlib.data.text.SPECIALS)
 _START = np.datetime64("2024-01-01T00:00", "ns")
 
 
@@ -138,7 +138,7 @@ def generate_synthetic_data(
     sequences, with numerical, categorical and time-series fields.
 
     Token ids are drawn from ``4 .. vocab_size - 1`` (ids 0-3 are reserved for
-    ``<pad>``, ``<unk>``, ``<bos>`` and ``<eos>``) with a Zipf-like frequency:
+    ``<pad>``, ``<bos>``, ``<eos>`` and ``<unk>``) with a Zipf-like frequency:
     id ``4 + r`` has probability proportional to ``1 / (r + 1)``, so a few ids
     are frequent and most are rare (a ``min_freq`` cut of a vocabulary matters).
 

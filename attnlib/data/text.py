@@ -4,8 +4,9 @@ Both tokenizers share one interface, which :mod:`attnlib.inference` and the
 plotting helpers rely on: ``tokenize(text) -> list[str]``,
 ``encode(text, add_bos=False, add_eos=False) -> list[int]`` (one id per token
 of ``tokenize``, plus the optional BOS/EOS), ``decode(ids) -> str``, ``len()``
-(the vocabulary size) and the special ids ``pad_idx``, ``unk_idx``,
-``bos_idx``, ``eos_idx`` (0, 1, 2 and 3).
+(the vocabulary size) and the special ids ``pad_idx``, ``bos_idx``,
+``eos_idx``, ``unk_idx`` (0, 1, 2 and 3: the padding, start and end ids are
+those of :mod:`attnlib.tasks` and the defaults of :mod:`attnlib.decoding`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ __all__ = [
     "SubwordTokenizer",
 ]
 
-#: Special tokens, in id order: padding 0, unknown 1, begin 2, end 3.
-SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+#: Special tokens, in id order: padding 0, begin 1, end 2, unknown 3.
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 _TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
 _PUNCT = re.compile(r"[^\w\s']|(?<!\w)'|'(?!\w)")
@@ -87,9 +88,9 @@ class Vocabulary:
     --------
     >>> vocab = Vocabulary.build([["a", "b", "a"], ["a", "c"]], min_freq=2)
     >>> list(vocab)
-    ['<pad>', '<unk>', '<bos>', '<eos>', 'a']
+    ['<pad>', '<bos>', '<eos>', '<unk>', 'a']
     >>> vocab.encode(["a", "zzz"], add_eos=True)
-    [4, 1, 3]
+    [4, 3, 2]
     """
 
     def __init__(self, tokens: Iterable[str] = ()) -> None:
@@ -104,7 +105,7 @@ class Vocabulary:
             dup = [t for t, c in Counter(self.itos).items() if c > 1]
             raise ValueError(f"tokens: expected distinct tokens, got duplicates {dup[:5]}")
 
-    pad_idx, unk_idx, bos_idx, eos_idx = 0, 1, 2, 3
+    pad_idx, bos_idx, eos_idx, unk_idx = 0, 1, 2, 3
 
     @classmethod
     def build(
@@ -216,11 +217,11 @@ class WordTokenizer:
         self.vocab = vocab
         self.lowercase, self.remove_punctuation = lowercase, remove_punctuation
 
-    pad_idx, unk_idx, bos_idx, eos_idx = (
+    pad_idx, bos_idx, eos_idx, unk_idx = (
         Vocabulary.pad_idx,
-        Vocabulary.unk_idx,
         Vocabulary.bos_idx,
         Vocabulary.eos_idx,
+        Vocabulary.unk_idx,
     )
 
     @classmethod
@@ -294,7 +295,7 @@ class SubwordTokenizer:
                 )
         self.tokenizer = tokenizer
 
-    pad_idx, unk_idx, bos_idx, eos_idx = 0, 1, 2, 3
+    pad_idx, bos_idx, eos_idx, unk_idx = 0, 1, 2, 3
 
     @classmethod
     def train(
