@@ -145,7 +145,8 @@ class Trainer:
         Clip the gradient norm to this value.
     patience : int, optional
         Early stopping: stop when the validation loss has not improved for
-        this many epochs, and restore the best weights.
+        this many epochs. Whether it stops early or runs every epoch, the
+        model ends with the weights of its best validation epoch.
     checkpoint : str or pathlib.Path, optional
         Save a checkpoint there after every epoch (see :meth:`save`).
     loss_fn : callable, optional
@@ -186,6 +187,7 @@ class Trainer:
         self.verbose = verbose
         self.history: list[dict[str, float]] = []
         self._best: tuple[float, dict] | None = None
+        self._best_epoch = 0
         self._bad_epochs = 0
 
     # -- one pass -----------------------------------------------------------------
@@ -257,9 +259,13 @@ class Trainer:
                 self.save(self.checkpoint)
             if stop:
                 if self.verbose:
-                    print(f"early stopping after epoch {epoch}: restoring the best weights")
-                self.model.load_state_dict(self._best[1])
+                    print(f"early stopping after epoch {epoch}")
                 break
+        if self._bad_epochs and self._best is not None:
+            if self.verbose:
+                print(f"restoring the weights of the best epoch ({self._best_epoch})")
+            self.model.load_state_dict(self._best[1])
+            self._bad_epochs = 0
         return self.history
 
     def _early_stopping(self, row: dict[str, float]) -> bool:
@@ -268,6 +274,7 @@ class Trainer:
         if self._best is None or row["val_loss"] < self._best[0]:
             state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self._best, self._bad_epochs = (row["val_loss"], state), 0
+            self._best_epoch = int(row["epoch"])
             return False
         self._bad_epochs += 1
         return self._bad_epochs >= self.patience

@@ -98,6 +98,20 @@ def test_early_stopping_restores_best_weights():
     assert trainer.evaluate(val)["loss"] == pytest.approx(best, rel=1e-5)
 
 
+def test_patience_restores_best_weights_without_stopping_early():
+    seed_everything(0)
+    model = EncoderClassifier(10, 2, d_model=16, nhead=2, num_layers=1, dim_feedforward=16)
+    x = torch.randint(1, 10, (32, 5))
+    train = DataLoader(TensorDataset(x, torch.randint(0, 2, (32,))), batch_size=8)
+    val = DataLoader(TensorDataset(x, torch.randint(0, 2, (32,))), batch_size=8)  # noise
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    trainer = Trainer(model, opt, device="cpu", patience=100, verbose=False)
+    history = trainer.fit(train, val, epochs=6)
+    losses = [row["val_loss"] for row in history]
+    assert len(history) == 6 and min(losses) < losses[-1]  # the last epoch is not the best
+    assert trainer.evaluate(val)["loss"] == pytest.approx(min(losses), rel=1e-5)
+
+
 def test_train_model_returns_per_epoch_history():
     seed_everything(0)
     model = small_model()

@@ -11,8 +11,12 @@
   attention, gradient x input, leave-one-out;
 - :mod:`attnlib.interpret.faithfulness` -- agreement, permutation and
   uniform-attention tests, scores against ground truth;
+- :mod:`attnlib.interpret.explorer` -- interactive views for a static page or
+  Jupyter, including a classifier that runs in the page's JavaScript;
+- :mod:`attnlib.interpret.widgets` -- the same for Jupyter with ipywidgets.
 """
 
+from .explorer import AttentionExplorer, ClassifierExplorer, export_classifier
 from .faithfulness import (
     evidence_scores,
     evidence_token_positions,
@@ -42,11 +46,17 @@ from .relevance import (
     pooled_relevance,
 )
 from .stats import SPECIAL_TOKENS, attention_stats, head_stats
+from .widgets import ClassifierWidget, classifier_widget
 
 __all__ = [
     "KINDS",
     "SPECIAL_TOKENS",
+    "AttentionExplorer",
     "AttentionMaps",
+    "ClassifierExplorer",
+    "ClassifierWidget",
+    "classifier_widget",
+    "export_classifier",
     "attention_flow",
     "attention_rollout",
     "attention_stats",

@@ -1,0 +1,669 @@
+"""Interactive attention explorers for Jupyter and the documentation site.
+
+Two views, each an HTML fragment with its own (inlined) JavaScript and CSS,
+that need no server, no CDN and no network access at all:
+
+- :class:`AttentionExplorer` shows captured :class:`~attnlib.interpret.maps.AttentionMaps`:
+  a kind selector, a layer x head grid of thumbnails, the chosen head's
+  heatmap with token labels, hover details, PNG and SVG export, and an
+  optional bar chart of a prediction.
+- :class:`ClassifierExplorer` ships an
+  :class:`~attnlib.transformer.EncoderClassifier` (its weights, see
+  :func:`export_classifier`) and its :class:`~attnlib.data.text.WordTokenizer`
+  to the page, which runs the forward pass in JavaScript: type a sentence and
+  its attention maps and class probabilities update as you type.
+
+Both have ``_repr_html_`` (Jupyter and sphinx-gallery display them when they
+are the last expression of a cell or block), :meth:`~AttentionExplorer.to_html`
+and :meth:`~AttentionExplorer.save` (a standalone HTML document). For a
+Jupyter view computed in Python instead, see
+:func:`attnlib.interpret.widgets.classifier_widget`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_choice
+from .maps import AttentionMaps
+
+__all__ = ["AttentionExplorer", "ClassifierExplorer", "export_classifier"]
+
+_STATIC = Path(__file__).with_name("static")
+#: Format tag of :func:`export_classifier`'s output, checked by the JavaScript.
+CLASSIFIER_FORMAT = "attnlib-classifier/1"
+_KIND_LABELS = {
+    "encoder": "encoder self-attention",
+    "decoder": "decoder self-attention",
+    "cross": "cross-attention",
+}
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    """The text of ``static/<name>``, made lighter: comments and indentation dropped (the
+    line breaks stay, so JavaScript's automatic semicolons are unchanged). It must not be
+    able to end its ``<script>`` or ``<style>`` element."""
+    text = (_STATIC / name).read_text("utf-8")
+    if name.endswith(".css"):
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    else:  # the header comment and whole-line // comments (no template literal spans lines)
+        text = re.sub(r"\A/\*.*?\*/", "", text, flags=re.S)
+    lines = (line.strip() for line in text.splitlines())
+    text = "\n".join(line for line in lines if line and not line.startswith("//"))
+    for bad in ("</script", "</style", "<!--"):
+        if bad in text.lower():
+            raise RuntimeError(f"{name}: contains {bad!r}, which would break the inlined HTML")
+    return text
+
+
+def _json_for_html(data) -> str:
+    """JSON safe inside ``<script type="application/json">``: ``<``, ``>`` and ``&`` are
+    escaped, so no string (a token ``</script>``, ``<!--``) can end the element."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def _quantize(weights: Tensor, bits: int) -> tuple[str, float, float]:
+    """Codes ``round((w - lo) / (hi - lo) * (2**bits - 1))`` as base64 (uint8, or
+    little-endian uint16), with ``lo = min(0, min w)`` and ``hi = max w``."""
+    w = weights.detach().double().cpu().numpy()
+    lo = min(0.0, float(w.min())) if w.size else 0.0
+    hi = float(w.max()) if w.size else 1.0
+    if not hi > lo:
+        hi = lo + 1.0
+    levels = 2**bits - 1
+    codes = np.rint((w - lo) / (hi - lo) * levels)
+    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
+    return _b64(np.clip(codes, 0, levels).astype(dtype)), lo, hi
+
+
+def _colormap(cmap: str) -> str:
+    """256 colours of a matplotlib colormap, as one hex string (RRGGBB each)."""
+    import matplotlib
+
+    try:
+        colours = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"cmap: expected a matplotlib colormap name, got {cmap!r}") from exc
+    rgb = np.rint(np.asarray(colours)[:, :3] * 255).astype(np.uint8)
+    return rgb.tobytes().hex()
+
+
+def _check_title(title) -> str | None:
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title: expected a str or None, got {type(title).__name__}")
+    return title
+
+
+class _Explorer:
+    """The parts both explorers share: the HTML fragment, the document, the repr."""
+
+    _type = ""
+    title: str | None = None
+
+    def _data(self) -> dict:
+        raise NotImplementedError
+
+    def to_html(self) -> str:
+        """The explorer as an HTML fragment: inline CSS, the container, the data (JSON)
+        and inline JavaScript. Each call gives the explorer a new unique id, so one page
+        (or notebook) can hold several, each with its own data.
+
+        Returns
+        -------
+        str
+        """
+        uid = f"attnlib-explorer-{uuid.uuid4().hex[:12]}"
+        data = _json_for_html(self._data())
+        name = html.escape(self.title or "attention explorer")
+        return (
+            f"<style>{_asset('explorer.css')}</style>\n"
+            f'<div class="attnlib-explorer" id="{uid}" data-explorer="{self._type}">'
+            f'<p class="attnlib-ex-fallback">{name}: this interactive view needs '
+            "JavaScript.</p></div>\n"
+            f'<script type="application/json" id="{uid}-data">{data}</script>\n'
+            f"<script>{_asset('explorer.js')}</script>\n"
+            f'<script>window.attnlibExplorer.mount("{uid}");</script>\n'
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def save(self, path: str | Path) -> Path:
+        """Write a standalone HTML document (UTF-8) holding the explorer.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(path)
+        title = html.escape(self.title or "attnlib attention explorer")
+        path.write_text(
+            "<!DOCTYPE html>\n"
+            '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{title}</title>\n</head>\n"
+            '<body style="margin: 16px auto; max-width: 760px; padding: 0 8px;">\n'
+            f"{self.to_html()}</body>\n</html>\n",
+            encoding="utf-8",
+        )
+        return path
+
+
+class AttentionExplorer(_Explorer):
+    """Explore captured attention maps in the browser: kinds, layers, heads, tokens.
+
+    The view has a kind selector (the kinds present), a layer x head grid of
+    thumbnails, the chosen head's heatmap with token labels on both axes and
+    a colour scale (0 to the head's largest weight, like
+    :func:`attnlib.plotting.plot_attention`), where hovering a query (row
+    label) or a cell shows where that query attends with the numbers, masked
+    cells drawn grey and hatched, "Export PNG" and "Export SVG" buttons (the
+    current heatmap as a figure), and an optional bar chart of a prediction.
+
+    The weights travel compactly: quantised to ``bits`` bits over
+    ``[lo, hi]`` (``lo = min(0, smallest weight)``, ``hi`` = largest weight,
+    per kind) and base64-encoded, so a weight read back is within
+    ``(hi - lo) / (2 * (2**bits - 1))`` of the captured one: at most
+    ``1/510 ≈ 0.00196`` with 8 bits and ``1/131070 ≈ 7.6e-6`` with 16 bits
+    for attention weights (which lie in ``[0, 1]``). The view prints 2
+    decimals with 8 bits, 4 with 16. Masks travel as packed bits.
+
+    Parameters
+    ----------
+    maps : AttentionMaps
+        From :func:`~attnlib.interpret.maps.capture_attention`.
+    title : str, optional
+    prediction : mapping of str to float, optional
+        Class name to probability (non-negative), drawn as bars.
+    kind : {"encoder", "decoder", "cross"}, optional
+        The kind shown first (default: the first present).
+    layer, head : int
+        The head shown first.
+    bits : {8, 16}
+        Quantisation of the weights.
+    cmap : str
+        A matplotlib colormap name.
+
+    Shape
+    -----
+    - ``maps[kind]``: ``(layers, heads, query, key)``, weights usually in ``[0, 1]``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from attnlib.interpret.maps import capture_attention
+    >>> from attnlib.transformer import EncoderClassifier
+    >>> model = EncoderClassifier(20, 2, d_model=16, nhead=2, num_layers=2)
+    >>> maps = capture_attention(model, torch.tensor([[5, 6, 7]]), labels=["a", "b", "c"])
+    >>> explorer = AttentionExplorer(maps, title="Three tokens")
+    >>> "attnlibExplorer.mount" in explorer.to_html()
+    True
+    """
+
+    _type = "attention"
+
+    def __init__(
+        self,
+        maps: AttentionMaps,
+        *,
+        title: str | None = None,
+        prediction: Mapping[str, float] | None = None,
+        kind: str | None = None,
+        layer: int = 0,
+        head: int = 0,
+        bits: int = 8,
+        cmap: str = "viridis",
+    ) -> None:
+        if not isinstance(maps, AttentionMaps):
+            raise TypeError(
+                "maps: expected an AttentionMaps (from capture_attention), "
+                f"got {type(maps).__name__}"
+            )
+        self.maps = maps
+        self.title = _check_title(title)
+        self.kind = maps.kinds[0] if kind is None else check_choice(kind, "kind", maps.kinds)
+        for name, value, size in (
+            ("layer", layer, maps.num_layers(self.kind)),
+            ("head", head, maps.num_heads(self.kind)),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+                raise ValueError(
+                    f"{name}: expected an index in [0, {size}) for kind {self.kind!r}, "
+                    f"got {value!r}"
+                )
+        self.layer, self.head = layer, head
+        if bits not in (8, 16):
+            raise ValueError(f"bits: expected 8 or 16, got {bits!r}")
+        self.bits = bits
+        self.cmap = cmap
+        self._lut = _colormap(cmap)
+        for k in maps.kinds:
+            if not torch.isfinite(maps[k]).all():
+                raise ValueError(f"maps[{k!r}]: expected finite weights, got NaN or inf")
+        self.prediction = None if prediction is None else _check_prediction(prediction)
+
+    @property
+    def max_error(self) -> float:
+        """The largest difference between a weight and its quantised value, over the kinds."""
+        errors = []
+        for k in self.maps.kinds:
+            w = self.maps[k]
+            lo, hi = min(0.0, float(w.min())), float(w.max())
+            hi = hi if hi > lo else lo + 1.0
+            errors.append((hi - lo) / (2 * (2**self.bits - 1)))
+        return max(errors)
+
+    def _data(self) -> dict:
+        kinds = []
+        for k in self.maps.kinds:
+            w = self.maps[k]  # (layers, heads, query, key)
+            query, key = self.maps.labels(k)
+            codes, lo, hi = _quantize(w, self.bits)
+            mask = self.maps.mask(k)
+            kinds.append(
+                {
+                    "name": k,
+                    "label": _KIND_LABELS[k],
+                    "layers": int(w.shape[0]),
+                    "heads": int(w.shape[1]),
+                    "query": [str(t) for t in query],
+                    "key": [str(t) for t in key],
+                    "lo": lo,
+                    "hi": hi,
+                    "weights": codes,
+                    "mask": None if mask is None else _b64(np.packbits(mask.numpy().ravel())),
+                }
+            )
+        return {
+            "type": "attention",
+            "title": self.title,
+            "bits": self.bits,
+            "digits": 2 if self.bits == 8 else 4,
+            "cmap": self._lut,
+            "kind": self.kind,
+            "layer": self.layer,
+            "head": self.head,
+            "kinds": kinds,
+            "prediction": self.prediction,
+        }
+
+    def __repr__(self) -> str:
+        return f"AttentionExplorer({self.maps!r}, title={self.title!r})"
+
+
+def _check_prediction(prediction) -> list[list]:
+    if not isinstance(prediction, Mapping):
+        raise TypeError(
+            "prediction: expected a mapping of class name to probability, "
+            f"got {type(prediction).__name__}"
+        )
+    out = []
+    for name, value in prediction.items():
+        try:
+            p = float(value)
+        except (TypeError, ValueError):
+            p = math.nan
+        if not (math.isfinite(p) and p >= 0):
+            raise ValueError(
+                f"prediction[{name!r}]: expected a finite non-negative probability, got {value!r}"
+            )
+        out.append([str(name), p])
+    if not out:
+        raise ValueError("prediction: expected at least one class, got an empty mapping")
+    return out
+
+
+# -- the classifier in the page ---------------------------------------------------------
+
+
+def _exact_type(obj, expected: type, name: str) -> None:
+    if type(obj) is not expected:
+        got = "None" if obj is None else type(obj).__name__
+        raise TypeError(
+            f"{name}: expected a {expected.__name__} (the JavaScript reproduces exactly "
+            f"that computation), got {got}"
+        )
+
+
+def _check_classifier(model: nn.Module) -> None:
+    """Raise unless the JavaScript forward pass reproduces ``model`` exactly."""
+    from ..attention import MultiHeadAttention
+    from ..positional import SinusoidalPositionalEncoding, sinusoidal_encoding
+    from ..transformer import _ACTIVATIONS, Encoder, EncoderClassifier, EncoderLayer
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an EncoderClassifier, got {type(model).__name__}")
+    if type(model) is not EncoderClassifier:
+        raise TypeError(
+            "model: expected an attnlib.transformer.EncoderClassifier (the only model the "
+            f"explorer's JavaScript reproduces), got {type(model).__name__}; "
+            "use AttentionExplorer(capture_attention(model, ...)) for other models"
+        )
+    check_choice(model.pooling, "model.pooling", ("mean", "first"))
+    _exact_type(model.embed.positions, SinusoidalPositionalEncoding, "model.embed.positions")
+    _exact_type(model.embed.embedding, nn.Embedding, "model.embed.embedding")
+    _exact_type(model.encoder, Encoder, "model.encoder")
+    _exact_type(model.head, nn.Linear, "model.head")
+    table = model.embed.positions.table
+    d_model = model.embed.embedding.embedding_dim
+    if d_model % 2 or not torch.equal(
+        table.float().cpu(), sinusoidal_encoding(table.shape[0], d_model)
+    ):
+        raise ValueError(
+            "model.embed.positions: expected the standard sinusoidal table "
+            "(sinusoidal_encoding, base 10000), got a modified one"
+        )
+    if model.encoder.norm is not None:
+        _exact_type(model.encoder.norm, nn.LayerNorm, "model.encoder.norm")
+    for i, layer in enumerate(model.encoder.layers):
+        where = f"model.encoder.layers[{i}]"
+        _exact_type(layer, EncoderLayer, where)
+        attn = layer.self_attn
+        _exact_type(attn, MultiHeadAttention, f"{where}.self_attn")
+        if attn.weights_hook is not None:
+            raise ValueError(
+                f"{where}.self_attn.weights_hook: expected None (the JavaScript cannot "
+                f"reproduce an intervention), got {attn.weights_hook!r}"
+            )
+        if attn.embed_dim != d_model or attn.kdim != d_model or attn.vdim != d_model:
+            raise ValueError(
+                f"{where}.self_attn: expected embed_dim, kdim and vdim {d_model}, got "
+                f"{attn.embed_dim}, {attn.kdim} and {attn.vdim}"
+            )
+        if not attn.batch_first:
+            raise ValueError(f"{where}.self_attn.batch_first: expected True, got False")
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            _exact_type(getattr(attn, name), nn.Linear, f"{where}.self_attn.{name}")
+        activation = layer.ff.activation
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"{where}.ff.activation: expected one of {sorted(_ACTIVATIONS)} (the "
+                f"activations the JavaScript implements), got {activation!r}"
+            )
+        for name in ("linear1", "linear2"):
+            _exact_type(getattr(layer.ff, name), nn.Linear, f"{where}.ff.{name}")
+        for name in ("norm1", "norm2"):
+            norm = getattr(layer, name)
+            _exact_type(norm, nn.LayerNorm, f"{where}.{name}")
+    for name, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) != (d_model,):
+            raise ValueError(
+                f"model.{name}.normalized_shape: expected ({d_model},), "
+                f"got {tuple(module.normalized_shape)}"
+            )
+
+
+def _check_tokenizer(tokenizer, model: nn.Module) -> None:
+    from ..data.text import SubwordTokenizer, Vocabulary, WordTokenizer
+
+    if isinstance(tokenizer, SubwordTokenizer):
+        raise TypeError(
+            "tokenizer: a SubwordTokenizer is not supported: the explorer's JavaScript "
+            "reproduces only attnlib's WordTokenizer (not the byte-pair-encoding merges of "
+            "Hugging Face tokenizers); use AttentionExplorer(capture_attention(model, ...)) "
+            "or attnlib.interpret.widgets.classifier_widget instead"
+        )
+    if not isinstance(tokenizer, WordTokenizer) or not isinstance(tokenizer.vocab, Vocabulary):
+        raise TypeError(
+            "tokenizer: expected an attnlib WordTokenizer (the one tokenizer the JavaScript "
+            f"reproduces), got {type(tokenizer).__name__}"
+        )
+    vocab_size = model.embed.embedding.num_embeddings
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"tokenizer: expected at most {vocab_size} tokens (the model's vocab_size), "
+            f"got {len(tokenizer)}"
+        )
+
+
+def _check_classes(classes, model: nn.Module) -> list[str]:
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes: expected a sequence of names, got {type(classes).__name__}")
+    classes = [str(c) for c in classes]
+    if len(classes) != model.head.out_features:
+        raise ValueError(
+            f"classes: expected {model.head.out_features} names (the model's outputs), "
+            f"got {len(classes)}"
+        )
+    return classes
+
+
+def _float32(t: Tensor | None, like: tuple[int, ...], fill: float) -> np.ndarray:
+    """A parameter as little-endian float32 (a missing bias or affine as ``fill``)."""
+    if t is None:
+        return np.full(like, fill, dtype="<f4")
+    return t.detach().cpu().to(torch.float32).numpy().astype("<f4")
+
+
+def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> dict:
+    """Export an :class:`~attnlib.transformer.EncoderClassifier` and its tokenizer for
+    :class:`ClassifierExplorer`'s JavaScript.
+
+    Parameters
+    ----------
+    model : EncoderClassifier
+        Exactly that class, with its standard layers (relu or gelu activation,
+        no ``weights_hook`` intervention); anything else raises, since the
+        page could not reproduce it.
+    tokenizer : WordTokenizer
+        The tokenizer the model was trained with (a ``SubwordTokenizer``
+        raises ``TypeError``).
+    classes : sequence of str
+        Class names in id order.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``format`` (``"attnlib-classifier/1"``), ``config``
+        (sizes, ``norm_first``, ``pooling``, ``activation``, ``pad_idx``,
+        ``max_len``, the embedding ``scale``, the LayerNorm ``eps`` by module
+        name, ...), ``tokenizer`` (``tokens`` in id order, ``lowercase``,
+        ``remove_punctuation``, ``unk_idx``, ``pad_idx``), ``classes`` and
+        ``tensors``: state-dict name to ``[shape, base64]``, the bytes of
+        the little-endian float32 values (exact for a float32 model; a
+        missing bias or LayerNorm affine is exported as zeros/ones).
+
+    Shape
+    -----
+    - ``tensors[name]``: the parameter's shape, e.g. ``embed.embedding.weight``
+      ``(vocab_size, d_model)``, ``encoder.layers.0.self_attn.q_proj.weight``
+      ``(d_model, d_model)``, ``head.weight`` ``(num_classes, d_model)``
+    """
+    _check_classifier(model)
+    _check_tokenizer(tokenizer, model)
+    classes = _check_classes(classes, model)
+    d_model = model.embed.embedding.embedding_dim
+    layers = list(model.encoder.layers)
+    first = layers[0]
+    modules: dict[str, nn.Module] = {"embed.embedding": model.embed.embedding, "head": model.head}
+    eps: dict[str, float] = {}
+    for i, layer in enumerate(layers):
+        p = f"encoder.layers.{i}."
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            modules[f"{p}self_attn.{name}"] = getattr(layer.self_attn, name)
+        modules[f"{p}ff.linear1"] = layer.ff.linear1
+        modules[f"{p}ff.linear2"] = layer.ff.linear2
+        for name in ("norm1", "norm2"):
+            modules[p + name] = getattr(layer, name)
+            eps[p + name] = float(getattr(layer, name).eps)
+    if model.encoder.norm is not None:
+        modules["encoder.norm"] = model.encoder.norm
+        eps["encoder.norm"] = float(model.encoder.norm.eps)
+    tensors = {}
+    for prefix, module in modules.items():
+        weight = module.weight
+        if isinstance(module, nn.LayerNorm):
+            shape = (d_model,)
+            parts = {
+                "weight": _float32(weight, shape, 1.0),
+                "bias": _float32(module.bias, shape, 0.0),
+            }
+        elif isinstance(module, nn.Linear):
+            parts = {
+                "weight": _float32(weight, (), 0),
+                "bias": _float32(module.bias, (module.out_features,), 0.0),
+            }
+        else:  # the embedding
+            parts = {"weight": _float32(weight, (), 0)}
+        for name, array in parts.items():
+            tensors[f"{prefix}.{name}"] = [list(array.shape), _b64(array)]
+    activations = {layer.ff.activation for layer in layers}
+    norm_first = {layer.norm_first for layer in layers}
+    if len(activations) != 1 or len(norm_first) != 1:
+        raise ValueError(
+            "model.encoder.layers: expected one activation and one norm_first for all layers, "
+            f"got {sorted(activations)} and {sorted(norm_first)}"
+        )
+    config = {
+        "d_model": d_model,
+        "nhead": first.self_attn.num_heads,
+        "num_layers": len(layers),
+        "dim_feedforward": first.ff.linear1.out_features,
+        "num_classes": model.head.out_features,
+        "vocab_size": model.embed.embedding.num_embeddings,
+        "activation": first.ff.activation,
+        "norm_first": bool(first.norm_first),
+        "final_norm": model.encoder.norm is not None,
+        "pooling": model.pooling,
+        "pad_idx": int(model.pad_idx),
+        "max_len": int(model.embed.positions.table.shape[0]),
+        "base": 10000.0,
+        "scale": float(model.embed.scale),
+        "eps": eps,
+    }
+    for i, layer in enumerate(layers):
+        if layer.ff.linear1.out_features != config["dim_feedforward"] or (
+            layer.self_attn.num_heads != config["nhead"]
+        ):
+            raise ValueError(
+                f"model.encoder.layers[{i}]: expected the same heads and feed-forward width as "
+                "layer 0"
+            )
+    return {
+        "format": CLASSIFIER_FORMAT,
+        "config": config,
+        "tokenizer": {
+            "tokens": list(tokenizer.vocab.itos),
+            "lowercase": bool(tokenizer.lowercase),
+            "remove_punctuation": bool(tokenizer.remove_punctuation),
+            "unk_idx": int(tokenizer.unk_idx),
+            "pad_idx": int(tokenizer.pad_idx),
+        },
+        "classes": classes,
+        "tensors": tensors,
+    }
+
+
+class ClassifierExplorer(_Explorer):
+    """Type your own sentence: a classifier that runs in the page.
+
+    The page holds the model's weights and the tokenizer (see
+    :func:`export_classifier`) and runs the tokenizer and the forward pass in
+    JavaScript (in float64 from the exact float32 weights: the attention
+    weights and probabilities agree with PyTorch's to about 1e-6): a text box
+    (pre-filled with ``text`` or the first example, plus one button per
+    example), the layer x head grid, the heatmap of the chosen head and the
+    predicted class probabilities, all updated as you type. Unknown words are
+    read as ``<unk>`` (shown in italics) and a text longer than the model's
+    positions is cut to them, as :func:`attnlib.inference.predict` does.
+
+    The weights are exported when the HTML is made (:meth:`to_html`,
+    ``_repr_html_``, :meth:`save`), so a model trained further shows its new
+    weights the next time it is displayed.
+
+    Parameters
+    ----------
+    model : EncoderClassifier
+        Exactly that class (see :func:`export_classifier`); another model, an
+        activation other than relu/gelu or an attention intervention raise.
+    tokenizer : WordTokenizer
+        A ``SubwordTokenizer`` raises ``TypeError``.
+    classes : sequence of str
+        Class names in id order.
+    examples : sequence of str
+        Example sentences, one button each.
+    text : str, optional
+        The sentence shown first (default: the first example, or none).
+    title : str, optional
+    cmap : str
+        A matplotlib colormap name.
+
+    Examples
+    --------
+    >>> from attnlib.data.text import WordTokenizer
+    >>> from attnlib.transformer import EncoderClassifier
+    >>> tok = WordTokenizer.fit(["a good film", "a dull film"])
+    >>> model = EncoderClassifier(len(tok), 2, d_model=16, nhead=2, num_layers=1)
+    >>> explorer = ClassifierExplorer(model, tok, ["negative", "positive"], text="a good film")
+    >>> page = explorer.to_html()
+    """
+
+    _type = "classifier"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        classes: Sequence[str],
+        *,
+        examples: Sequence[str] = (),
+        text: str | None = None,
+        title: str | None = None,
+        cmap: str = "viridis",
+    ) -> None:
+        _check_classifier(model)
+        _check_tokenizer(tokenizer, model)
+        self.classes = _check_classes(classes, model)
+        if isinstance(examples, str) or not isinstance(examples, Sequence):
+            raise TypeError(f"examples: expected a sequence of str, got {type(examples).__name__}")
+        for i, e in enumerate(examples):
+            if not isinstance(e, str):
+                raise TypeError(f"examples[{i}]: expected a str, got {type(e).__name__}")
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text: expected a str or None, got {type(text).__name__}")
+        self.model, self.tokenizer = model, tokenizer
+        self.examples = list(examples)
+        self.text = text if text is not None else (self.examples[0] if self.examples else "")
+        self.title = _check_title(title)
+        self.cmap = cmap
+        self._lut = _colormap(cmap)
+
+    def _data(self) -> dict:
+        return {
+            "type": "classifier",
+            "title": self.title,
+            "digits": 4,
+            "cmap": self._lut,
+            "model": export_classifier(self.model, self.tokenizer, self.classes),
+            "examples": self.examples,
+            "text": self.text,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ClassifierExplorer({type(self.model).__name__}, classes={self.classes!r}, "
+            f"text={self.text!r})"
+        )

@@ -1,0 +1,280 @@
+"""The interactive explorers' Python side (attnlib.interpret.explorer and .widgets).
+
+No browser here: the HTML fragment (no foreign URL, no external script, escaping), the
+compact encodings decoded back by an independent decoder, the checks on what the page can
+reproduce, and the ipywidgets version. tests/browser/test_explorer.py runs the pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from attnlib.data.text import SubwordTokenizer, WordTokenizer
+from attnlib.inference import predict
+from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer, export_classifier
+from attnlib.interpret.maps import AttentionMaps, capture_attention
+from attnlib.transformer import DecoderLM, EncoderClassifier
+
+EVIL = ["<img src=x onerror=alert(1)>", '"><script>alert(2)</script>']
+TEXTS = ["the film was good , not bad .", "a dull plot and weak acting", "great fun !"]
+DATA = re.compile(r'<script type="application/json" id="([\w-]+)-data">(.*?)</script>', re.S)
+
+
+def _data(fragment: str) -> dict:
+    """The explorer's JSON data, as the page's JSON.parse reads it."""
+    (match,) = DATA.findall(fragment)
+    return json.loads(match[1])
+
+
+@pytest.fixture
+def tokenizer() -> WordTokenizer:
+    return WordTokenizer.fit(TEXTS)
+
+
+@pytest.fixture
+def model(tokenizer) -> EncoderClassifier:
+    return EncoderClassifier(len(tokenizer), 3, d_model=16, nhead=2, num_layers=2, max_len=8)
+
+
+@pytest.fixture
+def maps(model, tokenizer) -> AttentionMaps:
+    ids = torch.tensor([tokenizer.encode(TEXTS[0])[:6] + [0, 0]])  # two padding keys: masked
+    labels = EVIL + ["good", ",", "not", "bad", "<pad>", "<pad>"]
+    return capture_attention(model.eval(), ids, labels=labels)
+
+
+def _decode_weights(kind: dict, bits: int) -> np.ndarray:
+    """An independent decoder of the quantised weights: (layers, heads, query, key)."""
+    raw = base64.b64decode(kind["weights"])
+    codes = np.frombuffer(raw, dtype=np.uint8 if bits == 8 else "<u2").astype(np.float64)
+    values = kind["lo"] + codes * (kind["hi"] - kind["lo"]) / (2**bits - 1)
+    return values.reshape(kind["layers"], kind["heads"], len(kind["query"]), len(kind["key"]))
+
+
+def _decode_mask(kind: dict) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(kind["mask"]), dtype=np.uint8))
+    n = len(kind["query"]) * len(kind["key"])
+    return bits[:n].reshape(len(kind["query"]), len(kind["key"])).astype(bool)
+
+
+# -- the HTML fragment -------------------------------------------------------------------
+
+
+def test_fragment_is_self_contained(maps, model, tokenizer):
+    explorers = [
+        AttentionExplorer(maps, title="t", prediction={"neg": 0.2, "pos": 0.8}),
+        ClassifierExplorer(model, tokenizer, ["a", "b", "c"], examples=TEXTS),
+    ]
+    for explorer in explorers:
+        fragment = explorer.to_html()
+        assert "http://" not in fragment and "https://" not in fragment
+        assert not re.search(r"<script[^>]*\bsrc\b", fragment, re.I)
+        assert not re.search(r"<link\b", fragment, re.I)
+        assert "@import" not in fragment
+        assert not re.search(r"url\(\s*[\"']?(?!#)", fragment)  # only SVG-internal url(#id)
+        assert "require(" not in fragment and "import(" not in fragment
+        # three scripts: the data, the (guarded) code, the mount call
+        assert fragment.count("<script") == 3
+        assert "window.attnlibExplorer =\nwindow.attnlibExplorer ||" in fragment
+        assert explorer._repr_html_().startswith("<style>")
+
+
+def test_each_fragment_has_its_own_id(maps):
+    explorer = AttentionExplorer(maps)
+    ids = {DATA.search(explorer.to_html()).group(1) for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_dangerous_tokens_are_escaped(maps):
+    title = "</script><script>alert(3)</script>"
+    fragment = AttentionExplorer(maps, title=title, prediction={EVIL[0]: 1.0}).to_html()
+    for evil in [*EVIL, title]:
+        assert evil not in fragment
+    assert "<img" not in fragment
+    assert fragment.count("</script>") == 3  # only the three script elements end
+    assert "\\u003cimg src=x onerror=alert(1)\\u003e" in fragment
+    assert "&lt;/script&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in fragment  # the fallback
+    data = _data(fragment)  # and the page reads the labels back unchanged
+    assert data["kinds"][0]["query"][:2] == EVIL
+    assert data["title"] == title
+    assert data["prediction"] == [[EVIL[0], 1.0]]
+
+
+# -- the compact encodings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantised_weights_decode_within_the_stated_error(maps, bits):
+    explorer = AttentionExplorer(maps, bits=bits)
+    assert explorer.max_error == pytest.approx(
+        (maps["encoder"].max().item() - 0) / (2 * (2**bits - 1))
+    )
+    assert explorer.max_error <= 1 / (2 * (2**bits - 1))  # weights in [0, 1]: 1/510, 1/131070
+    (kind,) = _data(explorer.to_html())["kinds"]
+    decoded = _decode_weights(kind, bits)
+    error = np.abs(decoded - maps["encoder"].double().numpy()).max()
+    assert error <= explorer.max_error + 1e-12
+    assert error > 0  # it is a quantisation
+    np.testing.assert_array_equal(_decode_mask(kind), maps.mask("encoder").numpy())
+    assert kind["query"] == maps.labels("encoder")[0]
+
+
+def test_every_kind_is_encoded():
+    weights = {k: torch.rand(2, 3, 4, 5).softmax(-1) for k in ("decoder", "cross")}
+    labels = {k: [f"q{i}" for i in range(4)] for k in weights}
+    keys = {k: [f"k{i}" for i in range(5)] for k in weights}
+    maps = AttentionMaps(weights, labels, keys, masks={"decoder": None, "cross": None})
+    data = _data(AttentionExplorer(maps, kind="cross", layer=1, head=2).to_html())
+    assert [k["name"] for k in data["kinds"]] == ["decoder", "cross"]
+    assert (data["kind"], data["layer"], data["head"]) == ("cross", 1, 2)
+    for kind in data["kinds"]:
+        assert kind["mask"] is None
+        decoded = _decode_weights(kind, 8)
+        assert np.abs(decoded - weights[kind["name"]].numpy()).max() <= 1 / 510 + 1e-12
+
+
+def test_exported_weights_are_exact(model, tokenizer):
+    for p in model.parameters():  # trained-looking values, not the initial zeros and ones
+        p.data.normal_()
+    spec = export_classifier(model, tokenizer, ["a", "b", "c"])
+    json.dumps(spec)  # JSON-serialisable
+    state = model.state_dict()
+    assert set(spec["tensors"]) == {k for k in state if not k.endswith("table")}
+    for name, (shape, data) in spec["tensors"].items():
+        array = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape)
+        assert torch.equal(torch.from_numpy(array.copy()), state[name]), name
+    config = spec["config"]
+    assert (config["d_model"], config["nhead"], config["num_layers"]) == (16, 2, 2)
+    assert (config["max_len"], config["pooling"], config["activation"]) == (8, "mean", "relu")
+    assert config["eps"]["encoder.layers.1.norm2"] == 1e-5
+    assert spec["tokenizer"]["tokens"] == tokenizer.vocab.itos
+    assert spec["classes"] == ["a", "b", "c"]
+
+
+def test_export_covers_pre_norm_gelu_and_first_pooling(tokenizer):
+    model = EncoderClassifier(len(tokenizer), 2, d_model=8, nhead=2, norm_first=True)
+    model.pooling = "first"
+    for layer in model.encoder.layers:
+        layer.ff.activation = "gelu"
+    spec = export_classifier(model, tokenizer, ["x", "y"])
+    assert spec["config"]["final_norm"] and spec["config"]["norm_first"]
+    assert (spec["config"]["activation"], spec["config"]["pooling"]) == ("gelu", "first")
+    assert "encoder.norm.weight" in spec["tensors"]
+
+
+# -- what the page cannot reproduce ------------------------------------------------------
+
+
+def test_refuses_other_models(tokenizer):
+    with pytest.raises(TypeError, match="model: expected an attnlib.transformer.EncoderCl"):
+        ClassifierExplorer(DecoderLM(len(tokenizer)), tokenizer, ["a"])
+
+    class Custom(EncoderClassifier):
+        pass
+
+    with pytest.raises(TypeError, match="got Custom"):
+        export_classifier(Custom(len(tokenizer), 2), tokenizer, ["a", "b"])
+
+
+def test_refuses_unknown_activation_and_interventions(model, tokenizer):
+    model.encoder.layers[1].ff.activation = "tanh"
+    with pytest.raises(ValueError, match=r"layers\[1\]\.ff\.activation: expected one of"):
+        ClassifierExplorer(model, tokenizer, ["a", "b", "c"])
+    model.encoder.layers[1].ff.activation = "relu"
+    model.encoder.layers[0].self_attn.weights_hook = lambda w: w
+    with pytest.raises(ValueError, match="weights_hook: expected None"):
+        ClassifierExplorer(model, tokenizer, ["a", "b", "c"])
+
+
+def test_refuses_subword_tokenizers_and_others(model, tokenizer):
+    subword = SubwordTokenizer.train(TEXTS * 3, vocab_size=40)
+    with pytest.raises(TypeError, match="SubwordTokenizer is not supported"):
+        ClassifierExplorer(model, subword, ["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"expected an attnlib WordTokenizer .*, got dict"):
+        export_classifier(model, {}, ["a", "b", "c"])
+    small = EncoderClassifier(5, 3, d_model=8, nhead=2)
+    with pytest.raises(ValueError, match="tokenizer: expected at most 5 tokens"):
+        ClassifierExplorer(small, tokenizer, ["a", "b", "c"])
+
+
+def test_clear_errors_for_bad_arguments(maps, model, tokenizer):
+    with pytest.raises(ValueError, match="classes: expected 3 names .* got 2"):
+        ClassifierExplorer(model, tokenizer, ["a", "b"])
+    with pytest.raises(TypeError, match="examples: expected a sequence of str, got str"):
+        ClassifierExplorer(model, tokenizer, ["a", "b", "c"], examples="good")
+    with pytest.raises(ValueError, match="kind: expected one of 'encoder', got 'cross'"):
+        AttentionExplorer(maps, kind="cross")
+    with pytest.raises(ValueError, match=r"head: expected an index in \[0, 2\)"):
+        AttentionExplorer(maps, head=2)
+    with pytest.raises(ValueError, match="bits: expected 8 or 16, got 4"):
+        AttentionExplorer(maps, bits=4)
+    with pytest.raises(TypeError, match="maps: expected an AttentionMaps"):
+        AttentionExplorer(maps["encoder"])
+    with pytest.raises(ValueError, match=r"prediction\['pos'\]: expected a finite non-negative"):
+        AttentionExplorer(maps, prediction={"pos": -0.1})
+    with pytest.raises(ValueError, match="cmap: expected a matplotlib colormap name"):
+        AttentionExplorer(maps, cmap="no-such-map")
+
+
+def test_save_writes_a_standalone_document(maps, model, tokenizer, tmp_path):
+    path = AttentionExplorer(maps, title="A <b>map</b>").save(tmp_path / "map.html")
+    page = path.read_text("utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<meta charset="utf-8">' in page and "<title>A &lt;b&gt;map&lt;/b&gt;</title>" in page
+    assert page.rstrip().endswith("</html>") and "attnlibExplorer.mount(" in page
+    other = ClassifierExplorer(model, tokenizer, ["a", "b", "c"], text="good").save(
+        str(tmp_path / "cls.html")
+    )
+    data = _data(other.read_text("utf-8"))
+    assert data["type"] == "classifier" and data["text"] == "good"
+
+
+# -- the ipywidgets version ------------------------------------------------------------
+
+
+def test_classifier_widget_updates(model, tokenizer):
+    pytest.importorskip("ipywidgets")
+    from attnlib.interpret.widgets import classifier_widget
+
+    widget = classifier_widget(model, tokenizer, ["a", "b", "c"], text=TEXTS[1])
+    assert widget.state["title"] == f"layer 0, head 0: {TEXTS[1]!r}"
+    assert widget.state["tokens"] == ["a", "dull", "plot", "and", "weak", "acting"]
+    assert len(widget.output.outputs) == 1
+    assert widget.output.outputs[0]["data"]["image/png"]
+    reference = predict(model, tokenizer, TEXTS[1], classes=["a", "b", "c"])
+    for name, p in widget.state["probs"].items():
+        assert p == pytest.approx(float(reference[f"p({name})"][0]), abs=1e-6)
+
+    widget.text.value = "Not GOOD at all, a zzzz film"  # unknown words, cut to 8 tokens
+    assert widget.state["tokens"] == ["not", "good", "<unk>", "<unk>", ",", "a", "<unk>", "film"]
+    assert widget.state["truncated"] is False
+    assert "Not GOOD" in widget.state["title"]
+    widget.layer.value, widget.head.value = 1, 1
+    assert widget.state["title"].startswith("layer 1, head 1:")
+    assert torch.equal(widget.state["weights"], widget.state["maps"]["encoder"][1, 1])
+    assert "<b>Prediction:" in widget.prediction.value
+    assert "application/vnd.jupyter.widget-view+json" in widget._repr_mimebundle_()
+
+    with pytest.raises(ValueError, match=r"layer: expected an index in \[0, 2\), got 5"):
+        classifier_widget(model, tokenizer, ["a", "b", "c"], layer=5)
+
+    # computed in Python, the widget takes a subword tokenizer too
+    subword = SubwordTokenizer.train(TEXTS * 3, vocab_size=40)
+    other = EncoderClassifier(len(subword), 2, d_model=8, nhead=2, num_layers=1)
+    widget = classifier_widget(other, subword, ["x", "y"], text="a good plot")
+    assert "".join(widget.state["tokens"]).replace("\u2581", " ").strip() == "a good plot"
+
+
+def test_classifier_widget_needs_ipywidgets(model, tokenizer, monkeypatch):
+    from attnlib.interpret.widgets import classifier_widget
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # `import ipywidgets` fails
+    with pytest.raises(ImportError, match="pip install ipywidgets"):
+        classifier_widget(model, tokenizer, ["a", "b", "c"])
