@@ -20,9 +20,9 @@ __all__ = ["PAD", "BOS", "EOS", "FIRST_SYMBOL", "TASKS", "algorithmic_batch"]
 PAD, BOS, EOS, FIRST_SYMBOL = 0, 1, 2, 3
 
 TASKS = ("copy", "reverse", "sort", "swap_pairs")
-"""The tasks: ``copy`` (target = source), ``reverse``, ``sort`` (ascending;
-ties keep their order) and ``swap_pairs`` (swap positions 0-1, 2-3, ...; an
-odd last symbol stays)."""
+"""The names of the tasks (``copy`` = the source itself, ``reverse``, ``sort``
+ascending with ties in their order, and ``swap_pairs``, which swaps positions
+0-1, 2-3, ... and keeps an odd last symbol in place)."""
 
 
 def _alignment(task: str, src: Tensor, length: int) -> Tensor:

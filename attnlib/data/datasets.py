@@ -186,7 +186,8 @@ class TranslationDataset(Dataset):
     Parameters
     ----------
     sources, targets : sequence of str
-    src_tokenizer, tgt_tokenizer : tokenizers of :mod:`attnlib.data.text`
+    src_tokenizer, tgt_tokenizer : object
+        Tokenizers of :mod:`attnlib.data.text`.
     max_length : int, optional
         Truncate longer sources (and targets, keeping their EOS).
     """

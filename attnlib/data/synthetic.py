@@ -238,8 +238,8 @@ SENTIMENT_LEXICON: dict[str, tuple[str, ...]] = {
         "soundtrack", "direction",
     ),
 }  # fmt: skip
-"""The words of the sentiment grammar, by role: adjectives of each polarity,
-intensifiers, the negator and the aspects of a film a clause is about."""
+"""The words of the sentiment grammar by role (adjectives of each polarity,
+intensifiers, the negator and the aspects of a film a clause is about)."""
 
 _OPENERS = (("overall",), ("honestly",), ("to", "be", "honest"), ("in", "my", "opinion"))
 _FILLERS = (
@@ -548,8 +548,8 @@ TRANSLATION_WORD_CLASSES: dict[str, str] = {
     **dict.fromkeys(_INTRANSITIVE, "intransitive verb"),
     **dict.fromkeys(_ADVERBS, "adverb"),
 }
-"""English lemma → word class: ``"determiner"``, ``"noun"``, ``"adjective"``,
-``"transitive verb"``, ``"intransitive verb"`` or ``"adverb"``."""
+"""The word class of each English lemma (``"determiner"``, ``"noun"``,
+``"adjective"``, ``"transitive verb"``, ``"intransitive verb"`` or ``"adverb"``)."""
 
 _MAX_ADJECTIVES = 3  # per noun phrase
 _MIN_WORDS = 3  # "the dog sleeps"

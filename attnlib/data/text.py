@@ -29,7 +29,7 @@ __all__ = [
     "SubwordTokenizer",
 ]
 
-#: Special tokens, in id order: padding 0, begin 1, end 2, unknown 3.
+#: The special tokens in id order (padding 0, begin 1, end 2, unknown 3).
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 _TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
@@ -145,7 +145,7 @@ class Vocabulary:
         return token in self.stoi
 
     def __getitem__(self, token: str) -> int:
-        """The id of ``token``, or :attr:`unk_idx` for an unknown token."""
+        """The id of ``token``, or ``unk_idx`` for an unknown token."""
         return self.stoi.get(token, self.unk_idx)
 
     def __eq__(self, other: object) -> bool:
@@ -163,7 +163,7 @@ class Vocabulary:
     def encode(
         self, tokens: Sequence[str], *, add_bos: bool = False, add_eos: bool = False
     ) -> list[int]:
-        """Ids of ``tokens`` (unknown ones get :attr:`unk_idx`)."""
+        """Ids of ``tokens`` (unknown ones get ``unk_idx``)."""
         ids = [self[t] for t in tokens]
         return [self.bos_idx] * add_bos + ids + [self.eos_idx] * add_eos
 
@@ -244,22 +244,27 @@ class WordTokenizer:
         return len(self.vocab)
 
     def tokenize(self, text: str) -> list[str]:
+        """The tokens of ``text`` (unknown ones included, as text)."""
         return word_tokenize(
             clean_text(text, lowercase=self.lowercase, remove_punctuation=self.remove_punctuation)
         )
 
     def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """One id per token of :meth:`tokenize`, with optional BOS and EOS ids."""
         return self.vocab.encode(self.tokenize(text), add_bos=add_bos, add_eos=add_eos)
 
     def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
+        """The text of ``ids``; with ``skip_special``, stop at EOS and drop padding and BOS."""
         return " ".join(self.vocab.decode(ids, skip_special=skip_special))
 
     def save(self, path: str | Path) -> None:
+        """Write the tokenizer to ``path`` (JSON)."""
         options = {"lowercase": self.lowercase, "remove_punctuation": self.remove_punctuation}
         Path(path).write_text(json.dumps({"tokens": self.vocab.itos, "options": options}))
 
     @classmethod
     def load(cls, path: str | Path) -> WordTokenizer:
+        """Read a tokenizer written by :meth:`save`."""
         data = json.loads(Path(path).read_text())
         return cls(Vocabulary(data["tokens"][len(SPECIALS) :]), **data["options"])
 
@@ -327,13 +332,16 @@ class SubwordTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def tokenize(self, text: str) -> list[str]:
+        """The tokens of ``text`` (unknown ones included, as text)."""
         return self.tokenizer.encode(_text(text), add_special_tokens=False).tokens
 
     def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """One id per token of :meth:`tokenize`, with optional BOS and EOS ids."""
         ids = self.tokenizer.encode(_text(text), add_special_tokens=False).ids
         return [self.bos_idx] * add_bos + ids + [self.eos_idx] * add_eos
 
     def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
+        """The text of ``ids``; with ``skip_special``, stop at EOS and drop padding and BOS."""
         ids = [int(i) for i in ids]
         if skip_special:  # as Vocabulary.decode: stop at EOS, drop padding and BOS
             ids = ids[: ids.index(self.eos_idx)] if self.eos_idx in ids else ids
@@ -341,10 +349,12 @@ class SubwordTokenizer:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def save(self, path: str | Path) -> None:
+        """Write the tokenizer to ``path`` (JSON)."""
         self.tokenizer.save(str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> SubwordTokenizer:
+        """Read a tokenizer written by :meth:`save`."""
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_file(str(path)))

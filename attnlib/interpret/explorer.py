@@ -14,8 +14,8 @@ that need no server, no CDN and no network access at all:
   its attention maps and class probabilities update as you type.
 
 Both have ``_repr_html_`` (Jupyter and sphinx-gallery display them when they
-are the last expression of a cell or block), :meth:`~AttentionExplorer.to_html`
-and :meth:`~AttentionExplorer.save` (a standalone HTML document). For a
+are the last expression of a cell or block), ``to_html()``
+and ``save()`` (a standalone HTML document). For a
 Jupyter view computed in Python instead, see
 :func:`attnlib.interpret.widgets.classifier_widget`.
 """
@@ -193,7 +193,7 @@ class AttentionExplorer(_Explorer):
 
     Parameters
     ----------
-    maps : AttentionMaps
+    maps : attnlib.interpret.maps.AttentionMaps
         From :func:`~attnlib.interpret.maps.capture_attention`.
     title : str, optional
     prediction : mapping of str to float, optional
@@ -464,11 +464,11 @@ def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> di
 
     Parameters
     ----------
-    model : EncoderClassifier
+    model : attnlib.transformer.EncoderClassifier
         Exactly that class, with its standard layers (relu or gelu activation,
         no ``weights_hook`` intervention); anything else raises, since the
         page could not reproduce it.
-    tokenizer : WordTokenizer
+    tokenizer : attnlib.data.text.WordTokenizer
         The tokenizer the model was trained with (a ``SubwordTokenizer``
         raises ``TypeError``).
     classes : sequence of str
@@ -590,16 +590,16 @@ class ClassifierExplorer(_Explorer):
     read as ``<unk>`` (shown in italics) and a text longer than the model's
     positions is cut to them, as :func:`attnlib.inference.predict` does.
 
-    The weights are exported when the HTML is made (:meth:`to_html`,
-    ``_repr_html_``, :meth:`save`), so a model trained further shows its new
+    The weights are exported when the HTML is made (``to_html()``,
+    ``_repr_html_``, ``save()``), so a model trained further shows its new
     weights the next time it is displayed.
 
     Parameters
     ----------
-    model : EncoderClassifier
+    model : attnlib.transformer.EncoderClassifier
         Exactly that class (see :func:`export_classifier`); another model, an
         activation other than relu/gelu or an attention intervention raise.
-    tokenizer : WordTokenizer
+    tokenizer : attnlib.data.text.WordTokenizer
         A ``SubwordTokenizer`` raises ``TypeError``.
     classes : sequence of str
         Class names in id order.

@@ -85,7 +85,8 @@ def token_scores(model: nn.Module, tokens: Tensor, *, pad_idx: int = 0) -> dict[
     """Every explanation of one classifier input, one score per real token.
 
     ``attention`` (last layer, heads averaged, pooled like the model),
-    ``rollout``, ``gradient_attention`` (:func:`gradient_weighted_attention`),
+    ``rollout``, ``gradient_attention``
+    (:func:`~attnlib.interpret.relevance.gradient_weighted_attention`),
     ``gradient_x_input`` and ``leave_one_out``.
 
     Shape

@@ -78,10 +78,11 @@ def attention_rollout(
 
     Parameters
     ----------
-    weights : Tensor or AttentionMaps
+    weights : Tensor or attnlib.interpret.maps.AttentionMaps
         Self-attention of every layer.
     kind : str, optional
-        With :class:`AttentionMaps`: which self-attention (default the first).
+        With :class:`~attnlib.interpret.maps.AttentionMaps`: which
+        self-attention (default the first).
     head_fusion : {"mean", "max", "min"}
     residual : bool
         Add the identity before normalising (the paper's choice).

@@ -45,7 +45,7 @@ def attention_stats(
 
     Parameters
     ----------
-    maps : AttentionMaps
+    maps : attnlib.interpret.maps.AttentionMaps
     kind : str, optional
         Default: the first kind present.
     layer, head : int, optional
