@@ -63,7 +63,8 @@ nitpicky = True
 # No intersphinx: the build must not touch the network. Names from other
 # packages are left unlinked instead of warned about.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|np|numpy|pd|pandas|matplotlib|plt|mpl|nn|F|pathlib|sklearn|sacrebleu|tokenizers|transformers|ipywidgets)\..*"),
+    (r"py:.*", r"(torch|np|numpy|pd|pandas|matplotlib|plt|mpl|nn|F|pathlib)\..*"),
+    (r"py:.*", r"(sklearn|sacrebleu|tokenizers|transformers|ipywidgets)\..*"),
     (r"py:class", r"(Tensor|Module|Axes|Figure|optional|callable|array-like|sequence|default .*)"),
     (r"py:class", r"(mapping|mapping of .*|iterable|iterable of .*|batches)"),
     (r"py:class", r"(int|float|bool|str|tuple|list|dict|None)( .*)?"),
