@@ -145,3 +145,14 @@ def test_dates_come_back_in_nanoseconds(frame, tmp_path):
     for suffix in (".csv", ".json"):
         back = load_frame(save_frame(frame, tmp_path / f"t{suffix}"), SCHEMA)
         assert back["when"].dtype == frame["when"].dtype == "datetime64[ns]"
+
+
+def test_json_round_trip_is_bit_exact(tmp_path):
+    from attnlib.data.synthetic import generate_synthetic_data
+
+    df = generate_synthetic_data(500, 100, 10, seed=1)
+    schema = {"id": "int", "tokens": "str", "length": "int", "score": "float",
+              "category": "str", "timestamp": "datetime"}  # fmt: skip
+    for suffix in (".csv", ".json"):
+        back = load_frame(save_frame(df, tmp_path / f"d{suffix}"), schema)
+        pd.testing.assert_frame_equal(back, df, check_exact=True)

@@ -91,7 +91,7 @@ def load_frame(
         if kind == "csv":
             df = pd.read_csv(path, dtype=strings, keep_default_na=True)
         else:
-            df = pd.read_json(path, orient="records", dtype=strings or True)
+            df = pd.read_json(path, orient="records", dtype=strings or True, precise_float=True)
     except (pd.errors.ParserError, ValueError) as err:
         raise ValueError(f"path: malformed {kind.upper()} file {path}: {err}") from None
     for col in dates:

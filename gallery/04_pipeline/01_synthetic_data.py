@@ -106,10 +106,10 @@ print(f"token ids range from {all_ids.min()} to {all_ids.max()} (reserved: 0-3)"
 # ``datetime64[ns]`` like the generator's. We write both formats into a
 # temporary directory, which disappears at the end, and compare what comes
 # back with ``pandas.testing.assert_frame_equal``: same columns, same dtypes,
-# same values. The CSV file gives back every bit; the JSON reader of pandas
-# parses some decimals to a neighbouring float (one unit in the last binary
-# place, about :math:`10^{-16}` relative), well inside the function's default
-# tolerance for floats.
+# same values, compared exactly (``check_exact=True``): both files give back
+# every bit. (For JSON that takes pandas' ``precise_float`` parser, which
+# ``load_frame`` uses; the default one reads some decimals one unit off in the
+# last binary place.)
 
 schema = {
     "id": "int",
@@ -126,7 +126,8 @@ round_trips = {}
 for suffix in ("csv", "json"):
     path = save_frame(sentences, tmp / f"sentences.{suffix}")
     back = load_frame(path, schema)
-    pd.testing.assert_frame_equal(back, sentences)  # raises on any difference, dtypes included
+    # raises on any difference, dtypes included
+    pd.testing.assert_frame_equal(back, sentences, check_exact=True)
     round_trips[suffix] = {
         "file": path.name,
         "size (kB)": round(path.stat().st_size / 1000, 1),
@@ -454,7 +455,7 @@ assert lengths_agree and all_ids.min() >= 4 and all_ids.max() <= 999
 assert set(round_trips) == {"csv", "json"}
 assert all(r["same dtypes"] for r in round_trips.values())
 assert all(r["timestamp dtype read"] == "datetime64[ns]" for r in round_trips.values())
-assert round_trips["csv"]["scores bit-identical"] == len(sentences)  # CSV: every bit back
+assert all(r["scores bit-identical"] == len(sentences) for r in round_trips.values())
 assert set(caught) == set(broken)  # every broken copy raised
 for name, (column, err) in caught.items():
     assert len(err.problems) == 1 and f"'{column}'" in err.problems[0], (name, err)
