@@ -347,7 +347,7 @@ print("most frequent:", word_counts.most_common(8))
 
 # %%
 # **Against our SubwordTokenizer.** Its vocabulary of 300 holds the 4
-# specials and the alphabet, so it learned 300 - 4 - |alphabet| merges (with
+# specials and the alphabet, so it learned 300 - 4 - (size of the alphabet) merges (with
 # its default ``min_frequency=2``); we learn as many from the same table.
 # The merges come out identical, in the same order, and so do the
 # tokenizations of every word of the validation and test texts plus some
