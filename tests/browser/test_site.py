@@ -196,6 +196,15 @@ BACKREFERENCED = [
     "attnlib.masks.causal_mask",
     "attnlib.plotting.plot_attention",
     "attnlib.seq2seq.Seq2Seq",
+    "attnlib.data.frames.validate_dataframe",
+    "attnlib.data.text.SubwordTokenizer",
+    "attnlib.inference.predict",
+    "attnlib.inference.translate",
+    "attnlib.metrics.corpus_bleu",
+    "attnlib.interpret.maps.capture_attention",
+    "attnlib.interpret.plots.visualize_attention_weights",
+    "attnlib.interpret.relevance.attention_rollout",
+    "attnlib.interpret.explorer.ClassifierExplorer",
 ]
 
 
