@@ -134,6 +134,7 @@ def plot_attention_heads(
     figsize: tuple[float, float] | None = None,
     xlabel: str = "key",
     ylabel: str = "query",
+    vmax: float | None = None,
 ) -> Figure:
     """Draw several heads (or layers) side by side on one shared colour scale.
 
@@ -159,6 +160,9 @@ def plot_attention_heads(
         inches wide.
     xlabel, ylabel : str
         Axis labels (the y label on the first map of each row).
+    vmax : float, optional
+        Top of the shared colour scale (default: the largest weight); pass
+        the same value to several figures to compare them.
 
     Returns
     -------
@@ -179,8 +183,8 @@ def plot_attention_heads(
     if figsize is None:
         width = ncols * (1.2 + cell_size * lk) + 1.0
         height = nrows * (1.0 + cell_size * lq)
-        shrink = min(1.0, 12.0 / width)
-        figsize = (width * shrink, max(height * shrink, 2.0))
+        # cap the width only: rows of token labels need their height
+        figsize = (min(width, 12.0), max(height, 2.0))
     fig, axes = plt.subplots(
         nrows,
         ncols,
@@ -188,7 +192,8 @@ def plot_attention_heads(
         squeeze=False,
         layout="constrained",
     )
-    vmax = float(w.max()) if w.size else 1.0
+    if vmax is None:
+        vmax = float(w.max()) if w.size else 1.0
     for h, ax in enumerate(axes.flat):
         if h >= heads:
             ax.set_visible(False)

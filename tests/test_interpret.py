@@ -352,3 +352,45 @@ def test_plots_return_what_they_drew(clf, tok):
     with pytest.raises(ValueError, match=r"scores: expected one score per token \(3\)"):
         plot_token_highlights(["a", "b", "c"], [1.0, 2.0])
     plt.close("all")
+
+
+def test_flow_closed_form_for_two_layers_equals_networkx():
+    import networkx as nx
+
+    torch.manual_seed(1)
+    two = torch.softmax(torch.randn(2, 2, 6, 6), -1)
+    flow = attention_flow(two)
+    a = 0.5 * two.double().mean(1) + 0.5 * torch.eye(6, dtype=torch.float64)
+    a = a / a.sum(-1, keepdim=True)
+    graph = nx.DiGraph()
+    for layer in range(2):
+        for i in range(6):
+            for j in range(6):
+                graph.add_edge((layer, j), (layer + 1, i), capacity=float(a[layer, i, j]))
+    for i, j in [(0, 0), (2, 5), (5, 1)]:
+        assert flow[i, j] == pytest.approx(nx.maximum_flow_value(graph, (0, j), (2, i)), abs=1e-12)
+    assert (flow >= attention_rollout(two) - 1e-12).all()  # sum of mins >= sum of products
+
+
+def test_shuffle_keeps_each_row_a_permutation_of_its_allowed_weights():
+    from attnlib.interpret.faithfulness import _shuffle_allowed
+
+    w = torch.softmax(torch.randn(2, 3, 4, 5), -1)
+    w[..., -1] = 0  # a masked key
+    w = w / w.sum(-1, keepdim=True)
+    out = _shuffle_allowed(w, torch.Generator().manual_seed(0))
+    assert (out[..., -1] == 0).all()
+    assert torch.allclose(out.sort(-1).values, w.sort(-1).values)
+    assert not torch.allclose(out, w)
+
+
+def test_padding_does_not_change_the_statistics(clf):
+    plain = capture_attention(clf, torch.tensor([[5, 6, 7]]))
+    padded = capture_attention(clf, torch.tensor([[5, 6, 7, 0, 0]]))
+    assert not padded.mask("encoder")[3:].any()  # padding queries are masked rows
+    a, b = head_stats(plain), head_stats(padded)
+    cols = ["entropy", "distance", "previous", "diagonal", "max"]
+    assert ((a[cols] - b[cols]).abs().max().max()) < 1e-5
+    sa, sb = attention_stats(plain), attention_stats(padded)
+    assert sb["count"].tolist() == sa["count"].tolist()
+    assert ((sa["mean"] - sb["mean"]).abs().max()) < 1e-5

@@ -160,14 +160,14 @@ def intervene_attention(model: nn.Module, fn: Callable[[Tensor], Tensor]):
 def _shuffle_allowed(weights: Tensor, generator: torch.Generator) -> Tensor:
     """Permute each row's weights among the keys that carry weight (the
     allowed keys: masked keys have exactly zero)."""
-    out = weights.clone()
-    rows = out.reshape(-1, out.shape[-1])
-    for r in range(rows.shape[0]):
-        idx = (rows[r] > 0).nonzero()[:, 0]
-        if idx.numel() > 1:
-            perm = idx[torch.randperm(idx.numel(), generator=generator)]
-            rows[r, idx] = weights.reshape(-1, out.shape[-1])[r, perm]
-    return out
+    allowed = weights > 0
+    n = weights.shape[-1]
+    keys = torch.rand(weights.shape, generator=generator).to(weights.device)
+    order = keys.masked_fill(~allowed, float("inf")).argsort(-1)  # allowed keys, shuffled
+    positions = torch.arange(n, device=weights.device, dtype=weights.dtype).expand_as(weights)
+    slots = positions.masked_fill(~allowed, float("inf")).argsort(-1)  # allowed keys, in order
+    # the i-th allowed key (in order) receives the weight of the i-th shuffled one
+    return torch.zeros_like(weights).scatter(-1, slots, weights.gather(-1, order))
 
 
 def _uniform_allowed(weights: Tensor) -> Tensor:
@@ -214,8 +214,9 @@ def permutation_test(
 @torch.no_grad()
 def uniform_attention_test(model: nn.Module, loader) -> dict[str, float]:
     """Accuracy with the learned attention and with every attention row made
-    uniform over its allowed keys (Wiegreffe and Pinter, 2019): if the two
-    are close, the task does not need the learned weights.
+    uniform over its allowed keys, at test time: if the two are close, the
+    model does not need its learned weights. (Wiegreffe and Pinter, 2019,
+    go further and train a model whose attention is frozen uniform.)
 
     Parameters
     ----------

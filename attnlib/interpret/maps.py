@@ -36,7 +36,9 @@ class AttentionMaps:
     query_tokens, key_tokens : dict
         Kind to the token labels of the queries and of the keys.
     masks : dict, optional
-        Kind to a boolean ``(query, key)`` mask, ``True`` = may attend.
+        Kind to a boolean ``(query, key)`` mask, ``True`` where a real query
+        may attend to a key (the rows of padding queries are all ``False``:
+        their outputs are thrown away, and statistics leave them out).
 
     Shape
     -----
@@ -207,17 +209,22 @@ def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_
     )
     keep_src = torch.ones(src.shape[1], dtype=torch.bool) if pad is None else src[0] != pad
     q, k, masks = {}, {}, {}
+    keep_tgt = None
+    if tgt is not None:
+        keep_tgt = torch.ones(tgt.shape[1], dtype=torch.bool) if pad is None else tgt[0] != pad
     for kind in weights:
         if kind == "encoder":
-            q[kind], k[kind], masks[kind] = src_labels, src_labels, keep_src[None, :]
+            q[kind], k[kind] = src_labels, src_labels
+            masks[kind] = keep_src[:, None] & keep_src[None, :]
         elif kind == "cross":
-            q[kind], k[kind], masks[kind] = tgt_labels, src_labels, keep_src[None, :]
+            q[kind], k[kind] = tgt_labels, src_labels
+            masks[kind] = keep_tgt[:, None] & keep_src[None, :]
         else:
-            seq, labels_ = (tgt, tgt_labels) if tgt is not None else (src, src_labels)
-            n = seq.shape[1]
-            keep = torch.ones(n, dtype=torch.bool) if pad is None else seq[0] != pad
+            keep = keep_tgt if tgt is not None else keep_src
+            labels_ = tgt_labels if tgt is not None else src_labels
+            n = keep.shape[0]
             q[kind], k[kind] = labels_, labels_
-            masks[kind] = torch.ones(n, n, dtype=torch.bool).tril() & keep[None, :]
+            masks[kind] = torch.ones(n, n, dtype=torch.bool).tril() & keep[:, None] & keep[None, :]
     return AttentionMaps(weights, q, k, masks)
 
 
@@ -290,13 +297,13 @@ def _capture_hf(model, inputs, tokenizer, labels, target_labels, atol):
         weights[kind] = torch.stack([m[0] for m in maps])  # (layers, H, Lq, Lk)
         lq, lk = weights[kind].shape[2:]
         if kind == "encoder":
-            q[kind], k[kind], masks[kind] = src, src, keep[None, :].expand(lq, lk)
+            q[kind], k[kind], masks[kind] = src, src, keep[:, None] & keep[None, :]
         elif kind == "cross":
             q[kind], k[kind], masks[kind] = tgt, src, keep[None, :].expand(lq, lk)
         else:
             labels_ = tgt if tgt is not None else src
             causal = torch.ones(lq, lk, dtype=torch.bool).tril()
-            masks[kind] = causal if tgt is not None else causal & keep[None, :]
+            masks[kind] = causal if tgt is not None else causal & keep[:, None] & keep[None, :]
             q[kind], k[kind] = labels_, labels_
     return AttentionMaps(weights, q, k, masks)
 
@@ -350,8 +357,10 @@ def capture_attention(
     >>> maps = capture_attention(model, torch.tensor([[5, 6, 7, 0]]))
     >>> maps
     AttentionMaps(encoder: (3, 2, 4, 4))
-    >>> maps.mask("encoder")[0].tolist()
+    >>> maps.mask("encoder")[0].tolist()  # the padding key is masked
     [True, True, True, False]
+    >>> maps.mask("encoder")[3].any().item()  # and so is the padding query's row
+    False
     """
     if type(model).__module__.startswith("transformers."):
         return _capture_hf(model, inputs, tokenizer, labels, target_labels, atol)

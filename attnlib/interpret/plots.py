@@ -152,7 +152,11 @@ def plot_attention_received(
             figsize=(min(12.0, 1.5 + 0.5 * len(table)), 3.2), layout="constrained"
         )
     x = np.arange(len(table))
-    ax.bar(x, table["mean"], yerr=table["std"], color="#4c72b0", capsize=3)
+    mean, std = table["mean"].to_numpy(), table["std"].to_numpy()
+    # mean ± standard deviation, clipped to the possible range [0, 1]
+    yerr = np.stack([np.minimum(std, mean), np.minimum(std, 1 - mean)])
+    ax.bar(x, mean, yerr=yerr, color="#4c72b0", capsize=3, label="mean ± std (within [0, 1])")
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(x, table["token"].tolist(), rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlabel("key token")
     ax.set_ylabel("mean attention received")
@@ -198,8 +202,7 @@ def plot_token_highlights(
         _, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(lines)), layout="constrained")
     ax.set_axis_off()
     fig = ax.figure
-    fig.canvas.draw()  # text extents need a renderer
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # to measure the text
     for row, items in enumerate(lines):
         x = 0.01
         y = 1 - (row + 0.6) / len(lines)

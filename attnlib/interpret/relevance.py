@@ -117,9 +117,12 @@ def attention_flow(
     edge capacities: the residual-augmented attention of
     :func:`attention_rollout`), solved exactly with networkx.
 
-    It costs one max-flow problem per (output, input) pair, so it is meant
-    for short inputs (``max_tokens``). With one layer the only path from
-    ``j`` to ``i`` is their edge, and flow equals rollout.
+    With one layer the only path from ``j`` to ``i`` is their edge, and flow
+    equals rollout. With two layers the paths ``j -> k -> i`` share no edge,
+    so the flow is exactly :math:`F_{ij} = \sum_k \min(\hat A_2[i, k],
+    \hat A_1[k, j])` (computed directly). Deeper stacks cost one max-flow
+    problem per (output, input) pair, so they are meant for short inputs
+    (``max_tokens``).
 
     Returns
     -------
@@ -134,6 +137,10 @@ def attention_flow(
 
     a = _augmented(_layers(weights, kind), head_fusion, residual)  # (layers, L, L)
     n_layers, n = a.shape[0], a.shape[-1]
+    if n_layers == 1:
+        return a[0].clone()
+    if n_layers == 2:  # disjoint two-edge paths: sum of their bottlenecks
+        return torch.minimum(a[1][:, :, None], a[0][None, :, :]).sum(1)  # (L, L)
     if n > max_tokens:
         raise ValueError(
             f"weights: expected at most max_tokens={max_tokens} tokens for exact flow, got {n}"
