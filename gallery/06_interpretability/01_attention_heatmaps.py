@@ -134,9 +134,10 @@ plt.show()
 # plots hatch forbidden cells in grey instead of drawing them dark.
 #
 # We pad three reviews into one batch and capture the shortest one with its
-# padding. The ``<pad>`` *rows* are computed too (a layer runs at every
-# position) but mean pooling ignores them; the ``<pad>`` *columns* are the
-# masked keys.
+# padding. The ``<pad>`` *columns* are the masked keys. The ``<pad>`` *rows*
+# are computed too (a layer runs at every position), but mean pooling throws
+# them away, so :func:`attnlib.interpret.maps.capture_attention` marks them
+# as masked as well, and the statistics leave them out.
 
 batch_texts = [
     "the acting was superb.",
@@ -153,7 +154,7 @@ short = capture_attention(model, padded[:1], tokenizer=tokenizer)
 plot_layer(
     short,
     0,
-    title="layer 0 of a padded input: the <pad> keys are masked (hatched)",
+    title="layer 0 of a padded input: <pad> keys and <pad> queries are masked (hatched)",
     figsize=(12, 4.2),
 )
 plt.show()
@@ -472,12 +473,15 @@ print(f"cross-attention argmax on the reversed position: {int(hits.sum())}/{leng
 
 
 def rows_ok(w, mask):
-    """Each row sums to 1 over its allowed keys, and forbidden keys get 0."""
+    """Each real query's row sums to 1 over its allowed keys, and its forbidden
+    keys get 0 (the rows of padding queries are masked whole: their outputs
+    are thrown away, so their weights do not matter)."""
     allowed = mask.expand(w.shape)
     rows_with_keys = allowed.any(-1)
     sums = (w * allowed).sum(-1)
+    forbidden = ~allowed & rows_with_keys[..., None]
     return torch.allclose(sums[rows_with_keys], torch.ones(()), atol=1e-5) and bool(
-        (w[~allowed] == 0).all()
+        (w[forbidden] == 0).all()
     )
 
 
