@@ -278,3 +278,19 @@ def test_classifier_widget_needs_ipywidgets(model, tokenizer, monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # `import ipywidgets` fails
     with pytest.raises(ImportError, match="pip install ipywidgets"):
         classifier_widget(model, tokenizer, ["a", "b", "c"])
+
+
+def test_later_explorers_of_a_page_can_leave_out_the_code(tmp_path):
+    maps = AttentionMaps(
+        {"encoder": torch.softmax(torch.randn(1, 2, 3, 3), -1)},
+        {"encoder": ["a", "b", "c"]},
+        {"encoder": ["a", "b", "c"]},
+    )
+    first, second = AttentionExplorer(maps), AttentionExplorer(maps)
+    second.assets = False
+    full, light = first.to_html(), second.to_html()
+    assert "<style>" in full and "<style>" not in light
+    assert "window.attnlibExplorer.mount(" in light
+    assert len(light) < len(full) - 30_000
+    page = second.save(tmp_path / "alone.html").read_text()  # a document keeps its code
+    assert "<style>" in page and second.assets is False

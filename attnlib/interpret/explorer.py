@@ -27,6 +27,7 @@ import functools
 import html
 import json
 import math
+import operator
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -117,6 +118,10 @@ class _Explorer:
 
     _type = ""
     title: str | None = None
+    #: Inline the JavaScript and CSS (about 43 kB). Set it to ``False`` for
+    #: the second and later explorers of one page: the first one's code serves
+    #: them all.
+    assets: bool = True
 
     def _data(self) -> dict:
         raise NotImplementedError
@@ -133,13 +138,15 @@ class _Explorer:
         uid = f"attnlib-explorer-{uuid.uuid4().hex[:12]}"
         data = _json_for_html(self._data())
         name = html.escape(self.title or "attention explorer")
+        style = f"<style>{_asset('explorer.css')}</style>\n" if self.assets else ""
+        code = f"<script>{_asset('explorer.js')}</script>\n" if self.assets else ""
         return (
-            f"<style>{_asset('explorer.css')}</style>\n"
+            f"{style}"
             f'<div class="attnlib-explorer" id="{uid}" data-explorer="{self._type}">'
             f'<p class="attnlib-ex-fallback">{name}: this interactive view needs '
             "JavaScript.</p></div>\n"
             f'<script type="application/json" id="{uid}-data">{data}</script>\n'
-            f"<script>{_asset('explorer.js')}</script>\n"
+            f"{code}"
             f'<script>window.attnlibExplorer.mount("{uid}");</script>\n'
         )
 
@@ -160,13 +167,18 @@ class _Explorer:
         """
         path = Path(path)
         title = html.escape(self.title or "attnlib attention explorer")
+        assets, self.assets = self.assets, True  # a document needs its own code
+        try:
+            fragment = self.to_html()
+        finally:
+            self.assets = assets
         path.write_text(
             "<!DOCTYPE html>\n"
             '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{title}</title>\n</head>\n"
             '<body style="margin: 16px auto; max-width: 760px; padding: 0 8px;">\n'
-            f"{self.to_html()}</body>\n</html>\n",
+            f"{fragment}</body>\n</html>\n",
             encoding="utf-8",
         )
         return path
@@ -249,12 +261,16 @@ class AttentionExplorer(_Explorer):
             ("layer", layer, maps.num_layers(self.kind)),
             ("head", head, maps.num_heads(self.kind)),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+            try:
+                index = None if isinstance(value, bool) else operator.index(value)
+            except TypeError:
+                index = None
+            if index is None or not 0 <= index < size:
                 raise ValueError(
                     f"{name}: expected an index in [0, {size}) for kind {self.kind!r}, "
                     f"got {value!r}"
                 )
-        self.layer, self.head = layer, head
+        self.layer, self.head = operator.index(layer), operator.index(head)
         if bits not in (8, 16):
             raise ValueError(f"bits: expected 8 or 16, got {bits!r}")
         self.bits = bits

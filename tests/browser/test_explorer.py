@@ -459,4 +459,5 @@ def test_export_png_and_svg(tab, evil_maps):
     assert any("layer 1, head 3" in t for t in texts)
     rects = [r for r in svg.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
     assert len(rects) == 8 * 8
-    assert sum(r.get("fill") == "url(#attnlib-hatch)" for r in rects) == 2 * 8  # masked keys
+    # masked: the 2 padding keys (columns) and the rows of the 2 padding queries
+    assert sum(r.get("fill") == "url(#attnlib-hatch)" for r in rects) == 8 * 8 - 6 * 6
