@@ -131,9 +131,7 @@ class Vocabulary:
         kept = sorted(
             (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
         )
-        vocab = cls(kept[:max_size])
-        vocab.counts = counts
-        return vocab
+        return cls(kept[:max_size])
 
     def __len__(self) -> int:
         return len(self.itos)

@@ -12,12 +12,9 @@ every attention map and the class probabilities must equal PyTorch's to 1e-4.
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
 import warnings
 import xml.etree.ElementTree as ET
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +27,7 @@ from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer
 from attnlib.interpret.maps import capture_attention
 from attnlib.transformer import EncoderClassifier
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, _QuietHandler, is_local, unavailable
+from .conftest import CHROMIUM, CHROMIUM_ARGS, is_local, serve, unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -116,13 +113,8 @@ def explorer_site(tmp_path_factory, models, tokenizer, evil_maps):
     (root / "two.html").write_text(
         f"<!DOCTYPE html><meta charset='utf-8'><body>{evil.to_html()}{two}</body>", "utf-8"
     )
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
