@@ -118,3 +118,17 @@ def test_trainer_accepts_batches():
     trainer = Trainer(s2s, torch.optim.Adam(s2s.parameters(), 1e-3), verbose=False)
     row = trainer.evaluate(make_loader(pairs, 2))
     assert row["loss"] > 0 and 0 <= row["accuracy"] <= 1
+
+
+def test_label_encoding_round_trip_matches_the_corpus_labels():
+    """scikit-learn's LabelEncoder (what the tutorials use) gives the ids of SENTIMENT_LABELS."""
+    from sklearn.preprocessing import LabelEncoder
+
+    from attnlib.data.synthetic import SENTIMENT_LABELS, sentiment_corpus
+
+    labels = sentiment_corpus(60, seed=2)["label"]
+    encoder = LabelEncoder().fit(labels)
+    assert tuple(encoder.classes_) == SENTIMENT_LABELS
+    ids = encoder.transform(labels)
+    assert ids.tolist() == [SENTIMENT_LABELS.index(y) for y in labels]
+    assert encoder.inverse_transform(ids).tolist() == labels.tolist()
