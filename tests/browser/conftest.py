@@ -285,9 +285,10 @@ def site_url(site_dir: Path):
         yield url
 
 
-@pytest.fixture(scope="session")
-def chromium(site_dir: Path):
-    """Headless Chromium (the system one: no browser is ever downloaded)."""
+@contextlib.contextmanager
+def launch_chromium():
+    """Headless Chromium (the system one: no browser is ever downloaded); skips (or
+    fails, see ``ATTNLIB_REQUIRE_BROWSER``) when it or playwright is missing."""
     if not os.access(CHROMIUM, os.X_OK):
         unavailable(f"no Chromium at {CHROMIUM} (install it or set ATTNLIB_CHROMIUM)")
     try:
@@ -296,8 +297,17 @@ def chromium(site_dir: Path):
         unavailable("the playwright package is not installed")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def chromium(site_dir: Path):
+    """Headless Chromium, once the site is known to exist."""
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")

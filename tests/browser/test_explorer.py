@@ -12,7 +12,6 @@ every attention map and the class probabilities must equal PyTorch's to 1e-4.
 
 from __future__ import annotations
 
-import os
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -27,7 +26,7 @@ from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer
 from attnlib.interpret.maps import capture_attention
 from attnlib.transformer import EncoderClassifier
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, is_local, serve, unavailable
+from .conftest import is_local, launch_chromium, serve
 
 pytestmark = pytest.mark.browser
 
@@ -119,16 +118,8 @@ def explorer_site(tmp_path_factory, models, tokenizer, evil_maps):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"no Chromium at {CHROMIUM} (install it or set ATTNLIB_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 class Page:
