@@ -5,6 +5,7 @@
 ``nox -s docs-live``  rebuild on change and serve with live reload
 ``nox -s tests``      run pytest (arguments after ``--`` go to pytest)
 ``nox -s lint``       ruff check and ruff format --check
+``nox -s gallery-matrix``  run every tutorial as a plain script on seeds 0-2 x 1, 2 threads
 
 Every session installs pinned versions from ``constraints.txt``.
 """
@@ -21,6 +22,8 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 BUILD_DIR = ROOT / "docs" / "_build" / "html"
 SPHINX_FLAGS = ("-W", "--keep-going", "-n", "-b", "html")
 
+CACHE_ENV = "ATTNLIB_CACHE_DIR"
+
 nox.options.sessions = ["lint", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
@@ -30,11 +33,20 @@ def _install(session: nox.Session, *extras: str) -> None:
     session.install(*CONSTRAINTS, "-e", spec)
 
 
+def _cache_dir() -> str:
+    """Where trained models are cached: $ATTNLIB_CACHE_DIR, else docs/_build/cache
+    (created here: a fresh checkout builds from nothing)."""
+    path = Path(os.environ.get(CACHE_ENV) or ROOT / "docs" / "_build" / "cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the test suite; browser tests run when the site has been built."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    # the browser tests compare the site with the models the build trained
+    session.run("pytest", *session.posargs, env={CACHE_ENV: _cache_dir()})
 
 
 @nox.session(python="3.11")
@@ -46,7 +58,7 @@ def docs(session: nox.Session) -> None:
     the other tutorials are rendered from their last run, or without output.
     """
     _install(session, "docs")
-    env = {"PYTHONHASHSEED": "0"}
+    env = {"PYTHONHASHSEED": "0", CACHE_ENV: _cache_dir()}
     if session.posargs:
         env["ATTNLIB_GALLERY_PATTERN"] = session.posargs[0]
     session.run("sphinx-build", *SPHINX_FLAGS, "docs", str(BUILD_DIR), env=env)
@@ -78,6 +90,19 @@ def docs_live(session: nox.Session) -> None:
         str(BUILD_DIR),
         env=env,
     )
+
+
+@nox.session(name="gallery-matrix", python="3.11")
+def gallery_matrix(session: nox.Session) -> None:
+    """Run every tutorial as a reader runs a download, on several seeds and thread counts.
+
+    Arguments after ``--`` go to ``docs/sphinxext/gallery_matrix.py``: a
+    pattern limits the tutorials; ``--seeds 1 --threads 2`` picks
+    configurations; ``--publish`` merges the results into the table that the
+    page "How the claims are checked" shows.
+    """
+    _install(session, "docs")
+    session.run("python", str(ROOT / "docs" / "sphinxext" / "gallery_matrix.py"), *session.posargs)
 
 
 @nox.session(python="3.11")

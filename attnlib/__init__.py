@@ -19,6 +19,7 @@ from . import (
     metrics,
     plotting,
     positional,
+    report,
     seq2seq,
     tasks,
     training,
@@ -43,10 +44,12 @@ from .functional import (
     multi_head_attention,
     scaled_dot_product_attention,
 )
+from .interpret.plots import visualize_attention_weights
 from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
 from .plotting import plot_attention, plot_attention_heads
+from .report import key_figure
 from .seq2seq import Seq2Seq
-from .training import Trainer, train_model
+from .training import Trainer, seed_everything, train_model
 from .transformer import Transformer, build_transformer_model
 
 __version__ = "0.1.0"
@@ -62,6 +65,7 @@ __all__ = [
     "metrics",
     "plotting",
     "positional",
+    "report",
     "seq2seq",
     "tasks",
     "training",
@@ -84,6 +88,7 @@ __all__ = [
     "causal_mask",
     "create_masks",
     "generate_synthetic_data",
+    "key_figure",
     "mask_future_tokens",
     "masked_softmax",
     "multi_head_attention",
@@ -92,6 +97,8 @@ __all__ = [
     "plot_attention_heads",
     "record_attention",
     "scaled_dot_product_attention",
+    "seed_everything",
     "sliding_window_mask",
     "train_model",
+    "visualize_attention_weights",
 ]

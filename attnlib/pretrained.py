@@ -1,16 +1,32 @@
 """Small trained models for the tutorials, trained here on generated data
-(nothing is downloaded) and kept in memory for the rest of the session.
+(nothing is downloaded), cached on disk and kept in memory.
 
 :func:`sentiment_classifier` is the Transformer classifier of chapter 4,
 trained with the same recipe; the interpretability chapter studies it.
+
+The disk cache lives in ``$ATTNLIB_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/attnlib``, else ``~/.cache/attnlib``). An entry is keyed
+by the recipe, the seed, torch's version and a hash of attnlib's own source,
+so a change to any of them trains afresh. Every entry carries a SHA-256 of its
+bytes and the test accuracy it had when it was saved: an entry whose checksum
+or accuracy does not match is reported, deleted and retrained, never used.
+Processes that ask for the same model at once (a parallel docs build) wait
+for the first one to train it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import json
+import os
 import random
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,10 +35,28 @@ import torch
 from .data.datasets import TextClassificationDataset, make_loader, stratified_split
 from .data.synthetic import SENTIMENT_LABELS, sentiment_corpus
 from .data.text import WordTokenizer
-from .training import Trainer, seed_everything, warmup_cosine_schedule
+from .training import Trainer, base_seed, seed_everything, warmup_cosine_schedule
 from .transformer import EncoderClassifier
 
-__all__ = ["SentimentModel", "sentiment_classifier"]
+__all__ = ["CACHE_ENV", "cache_dir", "SentimentModel", "sentiment_classifier"]
+
+CACHE_ENV = "ATTNLIB_CACHE_DIR"
+"""The environment variable that moves the disk cache."""
+
+
+def cache_dir() -> Path:
+    """The folder of the disk cache (created if missing).
+
+    ``$ATTNLIB_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/attnlib``, else
+    ``~/.cache/attnlib``.
+    """
+    if os.environ.get(CACHE_ENV):
+        path = Path(os.environ[CACHE_ENV])
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(xdg) / "attnlib"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @dataclass
@@ -59,15 +93,15 @@ class SentimentModel:
 
 def sentiment_classifier(
     *,
-    seed: int = 0,
+    seed: int | None = None,
     num_reviews: int = 4000,
     d_model: int = 48,
     num_layers: int = 2,
     nhead: int = 4,
     epochs: int = 10,
 ) -> SentimentModel:
-    """Train (once per session: the result is cached) a 3-class sentiment
-    classifier on :func:`~attnlib.data.synthetic.sentiment_corpus`.
+    """Train (or load from the cache) a 3-class sentiment classifier on
+    :func:`~attnlib.data.synthetic.sentiment_corpus`.
 
     The recipe of the chapter-4 tutorial: 80/10/10 stratified split, a word
     tokenizer fitted on the training split (words seen at least twice), a
@@ -76,19 +110,29 @@ def sentiment_classifier(
     positions, AdamW (peak learning rate 8e-3, weight decay 0.01) warming up
     over half an epoch then decaying along a cosine, batches of 64, for
     ``epochs`` epochs, keeping the weights of the best validation epoch. It
-    takes about 10-20 s on one CPU core.
+    takes about 10-20 s on one CPU core; later calls load it from the disk
+    cache (see the module docstring) or, in the same process, from memory.
 
     The global random number generators are left as they were, so a
     tutorial's own randomness does not depend on whether the model came from
     the cache.
 
+    Parameters
+    ----------
+    seed : int, optional
+        Seeds the corpus, the split, the batches and the initial weights;
+        by default :func:`~attnlib.training.base_seed` (``$ATTNLIB_SEED``).
+    num_reviews, d_model, num_layers, nhead, epochs : int
+        The corpus size, the model's shape and the training budget.
+
     Returns
     -------
     SentimentModel
     """
+    seed = base_seed() if seed is None else seed
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     try:
-        return _train_sentiment(seed, num_reviews, d_model, num_layers, nhead, epochs)
+        return _sentiment(seed, num_reviews, d_model, num_layers, nhead, epochs)
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
@@ -96,21 +140,51 @@ def sentiment_classifier(
 
 
 @functools.cache
-def _train_sentiment(
+def _sentiment(
     seed: int, num_reviews: int, d_model: int, num_layers: int, nhead: int, epochs: int
 ) -> SentimentModel:
+    recipe = {
+        "model": "sentiment_classifier",
+        "seed": seed,
+        "num_reviews": num_reviews,
+        "d_model": d_model,
+        "num_layers": num_layers,
+        "nhead": nhead,
+        "epochs": epochs,
+        "torch": str(torch.__version__),
+        "attnlib_source": _source_hash(),
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / f"sentiment-{key}.pt"
+    with _locked(path.with_suffix(".lock")):
+        trained = _build_sentiment(seed, num_reviews, d_model, num_layers, nhead, epochs)
+        saved = _load_entry(path, recipe)
+        if saved is not None:
+            trained.model.load_state_dict(saved["state_dict"])
+            trained.model.eval()
+            accuracy = _test_accuracy(trained)
+            # the same weights on another thread count may flip a near tie, no more
+            if abs(accuracy - saved["test_accuracy"]) <= 1.5 / len(trained.test):
+                trained.test_accuracy, trained.train_seconds = accuracy, saved["train_seconds"]
+                return trained
+            _discard(
+                path, f"its test accuracy {accuracy} is not the saved {saved['test_accuracy']}"
+            )
+            trained = _build_sentiment(seed, num_reviews, d_model, num_layers, nhead, epochs)
+        _train_sentiment(trained, seed, epochs)
+        _save_entry(path, recipe, trained)
+        return trained
+
+
+def _build_sentiment(
+    seed: int, num_reviews: int, d_model: int, num_layers: int, nhead: int, epochs: int
+) -> SentimentModel:
+    """The data, tokenizer and freshly initialised model of the recipe."""
     seed_everything(seed)
     corpus = sentiment_corpus(num_reviews, seed=seed)
     train, val, test = stratified_split(corpus, seed=seed)
     tokenizer = WordTokenizer.fit(train["text"], min_freq=2)
     classes = list(SENTIMENT_LABELS)
-    index = {c: i for i, c in enumerate(classes)}
-
-    def dataset(df: pd.DataFrame) -> TextClassificationDataset:
-        return TextClassificationDataset(df["text"], df["label"].map(index), tokenizer)
-
-    train_loader = make_loader(dataset(train), 64, shuffle=True, seed=seed)
-    val_loader = make_loader(dataset(val), 256)
     model = EncoderClassifier(
         len(tokenizer),
         len(classes),
@@ -123,15 +197,114 @@ def _train_sentiment(
         norm_first=True,
         max_len=64,
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=8e-3, weight_decay=0.01)
+    return SentimentModel(model, tokenizer, classes, train, val, test, float("nan"), 0.0)
+
+
+def _loader(trained: SentimentModel, frame: pd.DataFrame, batch_size: int, **kwargs):
+    index = {c: i for i, c in enumerate(trained.classes)}
+    dataset = TextClassificationDataset(
+        frame["text"], frame["label"].map(index), trained.tokenizer
+    )
+    return make_loader(dataset, batch_size, **kwargs)
+
+
+def _train_sentiment(trained: SentimentModel, seed: int, epochs: int) -> None:
+    train_loader = _loader(trained, trained.train, 64, shuffle=True, seed=seed)
+    val_loader = _loader(trained, trained.validation, 256)
+    optimizer = torch.optim.AdamW(trained.model.parameters(), lr=8e-3, weight_decay=0.01)
     steps = epochs * len(train_loader)
     scheduler = warmup_cosine_schedule(optimizer, len(train_loader) // 2, steps)
     trainer = Trainer(
-        model, optimizer, scheduler, patience=3, device="cpu", verbose=False, progress=False
+        trained.model,
+        optimizer,
+        scheduler,
+        patience=3,
+        device="cpu",
+        verbose=False,
+        progress=False,
     )
     start = time.perf_counter()
     trainer.fit(train_loader, val_loader, epochs=epochs)
-    seconds = time.perf_counter() - start
-    accuracy = trainer.evaluate(make_loader(dataset(test), 256))["accuracy"]
-    model.eval()
-    return SentimentModel(model, tokenizer, classes, train, val, test, accuracy, seconds)
+    trained.train_seconds = time.perf_counter() - start
+    trained.model.eval()
+    trained.test_accuracy = _test_accuracy(trained)
+
+
+def _test_accuracy(trained: SentimentModel) -> float:
+    trainer = Trainer(trained.model, None, device="cpu", verbose=False, progress=False)
+    accuracy = trainer.evaluate(_loader(trained, trained.test, 256))["accuracy"]
+    trained.model.eval()
+    return float(accuracy)
+
+
+# -- the disk cache -------------------------------------------------------------
+
+
+def _source_hash() -> str:
+    """A hash of attnlib's Python source: a changed library retrains."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for file in sorted(package.rglob("*.py")):
+        digest.update(file.relative_to(package).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    """An exclusive lock on ``lock_path`` (POSIX); elsewhere no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: processes may train twice
+        yield
+        return
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _load_entry(path: Path, recipe: dict) -> dict | None:
+    """The saved entry, or None if there is none or it is corrupt or stale."""
+    checksum = path.with_suffix(".sha256")
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    expected = checksum.read_text().strip() if checksum.exists() else ""
+    if hashlib.sha256(data).hexdigest() != expected:
+        _discard(path, "its checksum does not match")
+        return None
+    try:
+        entry = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as error:  # a truncated or foreign file
+        _discard(path, f"it cannot be read ({type(error).__name__}: {error})")
+        return None
+    if entry.get("recipe") != recipe:
+        _discard(path, "it was saved for another recipe")
+        return None
+    return entry
+
+
+def _save_entry(path: Path, recipe: dict, trained: SentimentModel) -> None:
+    buffer = io.BytesIO()
+    entry = {
+        "recipe": recipe,
+        "state_dict": trained.model.state_dict(),
+        "test_accuracy": trained.test_accuracy,
+        "train_seconds": trained.train_seconds,
+    }
+    torch.save(entry, buffer)
+    data = buffer.getvalue()
+    # write, then rename: a reader never sees half a file
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    path.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+
+
+def _discard(path: Path, why: str) -> None:
+    warnings.warn(f"attnlib cache: {path} is not used and will be retrained: {why}", stacklevel=3)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".sha256").unlink(missing_ok=True)

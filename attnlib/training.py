@@ -16,6 +16,7 @@ Padding positions (``pad_idx``) count neither in the loss nor in the accuracy.
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import time
@@ -32,7 +33,10 @@ from .seq2seq import Seq2Seq
 from .transformer import DecoderLM, Seq2SeqTransformer
 
 __all__ = [
+    "SEED_ENV",
+    "base_seed",
     "seed_everything",
+    "seeded_generator",
     "get_device",
     "noam_schedule",
     "warmup_cosine_schedule",
@@ -42,11 +46,67 @@ __all__ = [
 ]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's random number generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+SEED_ENV = "ATTNLIB_SEED"
+"""The environment variable that sets :func:`base_seed` (default 0)."""
+
+
+def base_seed() -> int:
+    """The run's base seed: ``$ATTNLIB_SEED`` if set, else 0.
+
+    Every tutorial draws its randomness from this one number, so that the
+    robustness matrix (``nox -s gallery-matrix``) can run the same script on
+    other seeds without editing it, and a downloaded script runs as it is.
+
+    Raises
+    ------
+    ValueError
+        If ``ATTNLIB_SEED`` is set to something that is not a non-negative
+        integer.
+    """
+    text = os.environ.get(SEED_ENV, "").strip()
+    if not text:
+        return 0
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ValueError(f"{SEED_ENV} must be a non-negative integer, got {text!r}")
+    return seed
+
+
+def seed_everything(seed: int | None = None, *, offset: int = 0) -> int:
+    """Seed Python's, NumPy's and PyTorch's random number generators.
+
+    Parameters
+    ----------
+    seed : int, optional
+        The seed; by default :func:`base_seed` (``$ATTNLIB_SEED``, else 0).
+    offset : int
+        Added to the seed: a tutorial that trains several models from fresh
+        seeds calls ``seed_everything(offset=k)`` for the ``k``-th one.
+
+    Returns
+    -------
+    int
+        The seed that was set (``seed + offset``).
+    """
+    value = (base_seed() if seed is None else seed) + offset
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+    return value
+
+
+def seeded_generator(offset: int = 0, *, seed: int | None = None) -> torch.Generator:
+    """A fresh :class:`torch.Generator` seeded with ``seed + offset``.
+
+    ``seed`` defaults to :func:`base_seed`, so data drawn from it follows
+    ``$ATTNLIB_SEED`` like everything else. A tutorial gives each stream of
+    data its own offset (training batches, a test set, ...) so that the
+    streams are independent and do not depend on how much the others drew.
+    """
+    return torch.Generator().manual_seed((base_seed() if seed is None else seed) + offset)
 
 
 def get_device(prefer: str | None = None) -> torch.device:

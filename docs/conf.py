@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "sphinxext"))
+
+import gallery_matrix
 
 import attnlib
 
@@ -42,6 +46,8 @@ exclude_patterns = [
     "auto_gallery/**.zip",
     "**.codeobj.json",
     "sphinxext",
+    "_generated",
+    "_data",
 ]
 templates_path = ["_templates"]
 
@@ -112,4 +118,21 @@ sphinx_gallery_conf = {
     "junit": "../_build/gallery-junit.xml",
     "log_level": {"backreference_missing": "debug"},
     "image_srcset": ["2x"],
+    # Tutorials run two (or ATTNLIB_GALLERY_JOBS) at a time, each in its own
+    # process with one torch thread (gallery_utils.reset_state). sphinx-gallery
+    # parallelises within a chapter; the chapters follow one another.
+    "parallel": int(os.environ.get("ATTNLIB_GALLERY_JOBS", min(os.cpu_count() or 1, 4))),
 }
+
+# joblib's process pool says so when an idle worker was recycled between two
+# chapters: harmless, and not a warning about the site.
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+
+# -- "How the claims are checked": the published robustness matrix -----------
+_generated = HERE / "_generated"
+_generated.mkdir(exist_ok=True)
+_matrix = json.loads(gallery_matrix.PUBLISHED.read_text(encoding="utf-8"))
+_page = gallery_matrix.render_markdown(_matrix)
+_target = _generated / "robustness-matrix.md"
+if not _target.exists() or _target.read_text(encoding="utf-8") != _page:
+    _target.write_text(_page, encoding="utf-8")  # rewritten only when it changed
