@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -109,6 +110,10 @@ def run_one(tutorial: str, config: Config, cache_root: Path, timeout: float) -> 
             MPLBACKEND="Agg",
             PYTHONUNBUFFERED="1",
         )
+        if config.threads > (os.cpu_count() or 1):
+            # more threads than cores: spinning threads would steal each other's
+            # time slices (the sums, and so the results, do not change)
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         start = time.perf_counter()
         try:
             proc = subprocess.run(
@@ -138,16 +143,49 @@ def _last_error(stderr: str) -> str:
     return "\n".join(lines[-3:])[-600:]
 
 
+class Cores:
+    """Hands out CPU cores so that the runs at a time never ask for more
+    threads than there are cores: torch's threads spin while they wait, and an
+    oversubscribed run can be ten times slower (a run wanting more threads
+    than there are cores gets all of them)."""
+
+    def __init__(self, total: int):
+        self.total, self.free = total, total
+        self.cond = threading.Condition()
+
+    def run(self, threads: int, fn, *args):
+        need = min(threads, self.total)
+        with self.cond:
+            self.cond.wait_for(lambda: self.free >= need)
+            self.free -= need
+        try:
+            return fn(*args)
+        finally:
+            with self.cond:
+                self.free += need
+                self.cond.notify_all()
+
+
 def run_matrix(
-    names: list[str], seeds, threads, *, jobs: int, timeout: float, four_threads: bool
+    names: list[str],
+    seeds,
+    threads,
+    *,
+    jobs: int,
+    timeout: float,
+    four_threads: bool,
+    cores: int | None = None,
+    on_run=None,
 ) -> list[Run]:
     tasks = [(t, c) for t in names for c in configs_for(t, seeds, threads, four_threads)]
-    # Longest configurations first would balance better, but the order of the
-    # tutorials is the order a reader sees progress in; threads interleave.
+    cores = Cores(cores or os.cpu_count() or 1)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="attnlib-matrix-cache-") as cache:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_one, t, c, Path(cache), timeout): (t, c) for t, c in tasks}
+            futures = {
+                pool.submit(cores.run, c.threads, run_one, t, c, Path(cache), timeout): (t, c)
+                for t, c in tasks
+            }
             for done, future in enumerate(as_completed(futures), 1):
                 run = future.result()
                 runs.append(run)
@@ -159,6 +197,8 @@ def run_matrix(
                 )
                 if run.error:
                     print("      " + run.error.replace("\n", "\n      "), flush=True)
+                if on_run is not None:
+                    on_run(runs)
     return sorted(runs, key=lambda r: (r.tutorial, r.seed, r.threads))
 
 
@@ -293,6 +333,16 @@ def summary_table(runs: list[Run]) -> str:
     return "\n".join(out)
 
 
+def publish(runs: list[Run]) -> None:
+    """Merge ``runs`` into the published table (file-locked: two matrices may publish)."""
+    PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
+    with open(PUBLISHED.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(PUBLISHED.read_text(encoding="utf-8")) if PUBLISHED.exists() else None
+        PUBLISHED.write_text(json.dumps(merge(old, runs), indent=1) + "\n", encoding="utf-8")
+    print(f"published {len(runs)} runs into {PUBLISHED}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pattern", nargs="?", help="run only the tutorials whose path matches")
@@ -301,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-four-threads", action="store_true", help="skip the extra 4-thread runs"
     )
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="runs at a time, at most one thread per core (2)"
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs" / "_build" / "matrix" / "results.json"
@@ -309,30 +361,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--publish", action="store_true", help=f"merge the results into {PUBLISHED.name}"
     )
+    parser.add_argument(
+        "--publish-only",
+        type=Path,
+        metavar="RESULTS",
+        help="run nothing: merge the runs of an earlier results file into the published table",
+    )
     args = parser.parse_args(argv)
+    if args.publish_only:
+        saved = json.loads(args.publish_only.read_text(encoding="utf-8"))
+        runs = [Run(**r) for r in saved["runs"]]
+        if args.pattern:
+            runs = [r for r in runs if re.search(args.pattern, r.tutorial)]
+        publish(runs)
+        return 0 if all(r.status == "pass" for r in runs) else 1
     seeds = [int(s) for s in args.seeds.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     names = tutorials(args.pattern)
     if not names:
         parser.error(f"no tutorial matches {args.pattern!r}")
     four = not args.no_four_threads and args.threads == ",".join(map(str, THREADS))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(runs: list[Run]) -> None:  # after every run: a stopped matrix keeps its results
+        args.out.write_text(json.dumps(merge(None, runs), indent=1) + "\n", encoding="utf-8")
+
     start = time.perf_counter()
     runs = run_matrix(
-        names, seeds, threads, jobs=args.jobs, timeout=args.timeout, four_threads=four
+        names,
+        seeds,
+        threads,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        four_threads=four,
+        on_run=save,
     )
     print()
     print(summary_table(runs))
     print(f"wall time {time.perf_counter() - start:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(merge(None, runs), indent=1) + "\n", encoding="utf-8")
+    save(runs)
     print(f"results: {args.out}")
     if args.publish:
-        PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
-        with open(PUBLISHED.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two matrices may publish at once
-            old = json.loads(PUBLISHED.read_text(encoding="utf-8")) if PUBLISHED.exists() else None
-            PUBLISHED.write_text(json.dumps(merge(old, runs), indent=1) + "\n", encoding="utf-8")
-        print(f"published: {PUBLISHED}")
+        publish(runs)
     return 0 if all(r.status == "pass" for r in runs) else 1
 
 

@@ -24,10 +24,11 @@ from torch import nn
 from attnlib.attention import AdditiveAttention
 from attnlib.functional import additive_score
 from attnlib.plotting import plot_attention
+from attnlib.report import key_figure
 from attnlib.seq2seq import Seq2Seq
+from attnlib.training import seed_everything, seeded_generator
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
 # %%
 # The score, written out
@@ -49,8 +50,8 @@ np.random.seed(0)
 #
 # (:math:`v_j` are the values, here the encoder states again.) Because the
 # query and the key are *added* before the non-linearity, this is called
-# additive attention. The module below is the whole mechanism; the only trick is
-# broadcasting, so that every query meets every key without a Python loop.
+# additive attention. The module below is the whole mechanism; the only trick
+# is broadcasting, so that every query meets every key without a Python loop.
 
 
 class TinyAdditiveAttention(nn.Module):
@@ -118,19 +119,31 @@ pd.DataFrame({"max abs difference": checks})
 # :math:`q^\top k` is a tilted plane instead, unbounded in the direction of
 # :math:`q`.
 #
-# Below, keys live in two dimensions so the surface can be drawn. The same
-# scoring network (hidden width 6) is shown for two queries; the white dots
-# are six stored keys, labelled with the attention weight each one gets. The
-# query moves the ridges, and with them the ranking of the keys.
+# Below, keys live in two dimensions so the surface can be drawn. The white
+# dots are six stored keys. We score them, with one scoring network (hidden
+# width 6, random weights), against 1000 random queries (uniform in
+# :math:`[-3, 3]^3`) and count how many different keys win (get the largest
+# weight) for at least one query. Then the surface is drawn for two queries:
+# a fixed one, and the first random query whose winner is a different key.
+# Each stored key is labelled with the attention weight it gets. The query
+# moves the ridges, and with them the ranking of the keys.
 
 surface = AdditiveAttention(query_dim=3, key_dim=2, hidden_dim=6)
 with torch.no_grad():
     surface.w_key.weight.mul_(3.0)  # steeper ridges, easier to see
     surface.w_query.weight.mul_(3.0)
-queries = torch.tensor([[[1.0, -0.5, 0.5]], [[-1.0, 1.0, -0.5]]])  # (2, 1, 3)
 stored_keys = torch.tensor(
     [[-2.0, -1.5], [-1.0, 2.0], [0.0, 0.0], [1.5, -2.0], [2.0, 1.0], [0.5, 2.5]]
 )
+candidates = torch.cat([torch.tensor([[[1.0, -0.5, 0.5]]]), torch.rand(1000, 1, 3) * 6 - 3])
+with torch.no_grad():
+    winners = surface.scores(candidates, stored_keys.expand(len(candidates), -1, -1))
+    winners = winners[:, 0].argmax(-1)  # (1001,): the best key for each query
+n_winners = key_figure(
+    "keys that win for some of 1000 random queries", winners[1:].unique().numel(), fmt="{:.0f}"
+)
+other = int(torch.nonzero(winners != winners[0])[0, 0]) if n_winners > 1 else 1
+queries = candidates[[0, other]]  # (2, 1, 3): the fixed query and one with another winner
 
 grid = torch.linspace(-3, 3, 121)
 gx, gy = torch.meshgrid(grid, grid, indexing="xy")
@@ -148,7 +161,7 @@ for i, ax in enumerate(axes):
     ax.scatter(stored_keys[:, 0], stored_keys[:, 1], c="white", edgecolors="k", s=50, zorder=3)
     for (x, y), w in zip(stored_keys.tolist(), key_weights[i, 0].tolist(), strict=True):
         ax.annotate(f"{w:.2f}", (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9)
-    ax.set_title(f"query {i + 1}: q = {queries[i, 0].tolist()}")
+    ax.set_title(f"query {i + 1}: q = {[round(x, 2) for x in queries[i, 0].tolist()]}")
     ax.set_xlabel("key feature 1")
     ax.set_ylabel("key feature 2")
     ax.set_aspect("equal")
@@ -158,7 +171,8 @@ plt.show()
 
 # %%
 # Every value on both panels lies within :math:`\pm\|v\|_1`, and the key that
-# wins is not the same for the two queries:
+# wins is not the same for the two queries (the second was chosen so, but the
+# count printed above shows that many keys win for some query):
 
 pd.DataFrame(
     {
@@ -223,9 +237,10 @@ print("target:", " ".join(words(tgt[0, : lengths[0] + 1].tolist())))
 # centred on word :math:`j` with context from both sides. We swap in exactly
 # that: two GRUs of half the width whose states are concatenated (the decoder
 # only needs ``(outputs, final state)`` from the encoder). With the
-# one-directional encoder the model still learns to reverse, but in our runs
-# its maps were less reliable: :math:`h_{j+1}` still remembers word :math:`j`,
-# and some runs put the weight there.
+# one-directional encoder the model can still learn to reverse, but the
+# argmax of its maps need not sit on the true word: :math:`h_{j+1}` still
+# remembers word :math:`j`, so weight put there serves the decoder as well, and
+# the map stops being a clean picture of the alignment.
 
 
 class BiGRUEncoder(nn.Module):
@@ -281,7 +296,7 @@ print(f"trained {STEPS} steps in {seconds:.1f} s; loss {losses[0]:.2f} -> {losse
 # with the correct previous word fed in, so that each row belongs to a known
 # output word).
 
-test = make_batch(500, generator=torch.Generator().manual_seed(1234))
+test = make_batch(500, generator=seeded_generator(1234))
 
 
 @torch.no_grad()
@@ -302,7 +317,9 @@ def evaluate(model, batch):
 
 
 accuracy, agreement, offset, weights = evaluate(model, test)
-print(f"token accuracy {accuracy:.3f}, alignment agreement {agreement:.3f}")
+key_figure("token accuracy", accuracy)
+key_figure("alignment agreement", agreement)
+near_miss = key_figure("argmax at most one word off", (offset.abs() <= 1).float().mean())
 print(f"argmax one word off: {(offset.abs() == 1).sum().item()} of {offset.numel()} output words")
 
 # %%
@@ -347,14 +364,18 @@ plt.show()
 #
 # The from-scratch score equals the library's, the score surface stays within
 # its bound, and a trained additive attention reverses sentences with its
-# argmax on the true source word. Measured with seeds 0-3: token accuracy
-# 0.98-1.00 and alignment agreement 0.97-0.99; chance agreement is about
-# 1/7.5 = 0.13.
+# argmax on the true source word. Over seeds 0-2 (one thread each) of the
+# robustness matrix, token accuracy stayed between 0.99 and 1.00 and alignment
+# agreement between 0.97 and 1.00, with every miss one word away from the true
+# one. Chance agreement (a uniformly random source position) is about
+# :math:`1/7.5 \approx 0.13`: a random position is right for one of the
+# :math:`L` words of a sentence, and sentences have 7.5 words on average.
 
 assert max(checks.values()) < 1e-6, checks
 assert torch.allclose(w_lib.sum(-1), torch.ones(2, 3), atol=1e-6)
 assert surf.abs().max() <= bound + 1e-5  # the additive score is bounded by ||v||_1
-assert key_weights[0, 0].argmax() != key_weights[1, 0].argmax()  # the query changes the winner
+assert n_winners >= 3, n_winners  # the query changes the winner
+assert key_weights[0, 0].argmax() != key_weights[1, 0].argmax()
 assert accuracy > 0.93, accuracy
 assert agreement > 0.9, agreement
-assert (offset.abs() <= 1).float().mean() > 0.97  # misses are next-door words
+assert near_miss > 0.97, near_miss  # misses are next-door words

@@ -17,7 +17,6 @@ to compare what they cost and what they learn.
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -26,10 +25,11 @@ from torch import nn
 from attnlib.attention import LuongAttention
 from attnlib.functional import additive_score, concat_score, dot_score, general_score
 from attnlib.plotting import plot_attention_heads
+from attnlib.report import key_figure
 from attnlib.seq2seq import Seq2Seq
+from attnlib.training import seed_everything, seeded_generator
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
 # %%
 # Three scores
@@ -247,14 +247,16 @@ def evaluate(model, batch):
 # Training the three
 # ------------------
 #
-# Same model, same kind of data, 400 Adam steps each; only the score differs.
+# Same model, same initialisation of the shared parts, same training batches,
+# 400 Adam steps each; only the score differs.
 # The parameter count is that of the attention layer alone (the rest of the
 # model has the same parameters in all three runs).
 
-test = make_batch(500, generator=torch.Generator().manual_seed(1234))
+test = make_batch(500, generator=seeded_generator(1234))
 results, maps = {}, {}
 for method in ["dot", "general", "concat"]:
     attention = LuongAttention(HIDDEN, method=method)
+    seed_everything(offset=1)  # the same seed for every model: same encoder, decoder, data
     model, seconds = train(attention)
     accuracy, agreement, weights = evaluate(model, test)
     maps[method] = weights
@@ -275,7 +277,9 @@ table.round(3)
 # (:math:`64 \times 32 + 32`) buy little, because the encoder and decoder are
 # trained together and can learn to put matching states along the same
 # directions, which is all *dot* needs. Luong et al. likewise found the plain
-# *dot* score to work well for global attention in translation.
+# *dot* score to work well for global attention in translation (and *general*
+# for their local attention), while their *concat* score did not give good
+# results.
 # The maps of one test sentence, on one shared colour scale:
 
 i = 0
@@ -299,14 +303,18 @@ plt.show()
 # Checks
 # ------
 #
-# Every written-out score equals the library's; *concat* equals *additive*
-# with stacked weights; and every score learns the task and its alignment.
-# Measured with seeds 0-3 (all three scores): token accuracy 0.957-0.992,
-# alignment agreement 0.939-0.987; chance agreement is about 0.13.
+# Every written-out score equals the library's; *concat* equals *additive* with
+# stacked weights; and every score learns the task and its alignment. Over
+# seeds 0-2 (one thread each) of the robustness matrix, the three scores
+# reached token accuracies between 0.96 and 1.00 and alignment agreements
+# between 0.97 and 1.00; chance agreement is about 0.13.
 
+for method, row in results.items():
+    key_figure(f"token accuracy, {method}", row["token accuracy"])
+key_figure("lowest alignment agreement", min(r["alignment agreement"] for r in results.values()))
 assert checks.to_numpy().max() < 1e-6, checks
 assert concat_vs_additive < 1e-6
 for method, row in results.items():
     assert row["token accuracy"] > 0.9, (method, row)
-    assert row["alignment agreement"] > 0.85, (method, row)
+    assert row["alignment agreement"] > 0.9, (method, row)
 assert [results[m]["attention parameters"] for m in results] == [0, 32 * 32, 64 * 32 + 32]

@@ -16,7 +16,6 @@ both on two tasks designed so that each one wins where the other fails.
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -25,10 +24,11 @@ from torch import nn
 from attnlib.attention import ContentBasedAttention, LocationBasedAttention
 from attnlib.functional import cosine_score, location_score
 from attnlib.plotting import plot_attention_heads
+from attnlib.report import key_figure
 from attnlib.seq2seq import Seq2Seq
+from attnlib.training import seed_everything, seeded_generator
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
 # %%
 # Content addressing: cosine similarity times a key strength
@@ -231,7 +231,7 @@ LETTER_IDS = torch.tensor([STOI[s] for s in LETTERS])
 KEY_IDS = torch.tensor([STOI[s] for s in KEYS])
 VALUE_IDS = torch.tensor([STOI[s] for s in VALUES])
 SCRAMBLE_LEN, PAIRS = 8, 6
-PERM = torch.randperm(SCRAMBLE_LEN, generator=torch.Generator().manual_seed(0))
+PERM = torch.randperm(SCRAMBLE_LEN, generator=seeded_generator(0))
 
 
 def with_bos_eos(out):
@@ -310,10 +310,11 @@ def evaluate(model, task, batch):
     return accuracy, on_target, weights
 
 
-tests = {t: fn(500, generator=torch.Generator().manual_seed(1234)) for t, fn in TASKS.items()}
+tests = {t: fn(500, generator=seeded_generator(1234)) for t, fn in TASKS.items()}
 results, maps = {}, {}
 for task in TASKS:
     for kind in ["content", "location"]:
+        seed_everything(offset=1)  # the same seed for both kinds: same GRUs, same data
         model, seconds = train(kind, task)
         accuracy, on_target, weights = evaluate(model, task, tests[task])
         results[(task, kind)] = {
@@ -369,8 +370,11 @@ for task, ncols in [("scramble", 2), ("lookup", 1)]:
 # Both layers match their written-out formulas, weights sum to one, a larger
 # :math:`\beta` gives a sharper read, content weights follow the key while
 # location weights do not move, and each kind of addressing wins its own task.
-# Measured with seeds 0-3: scramble, location 1.00 vs content 0.32-0.65;
-# lookup, content 1.00 vs location 0.38-0.45 (chance is 0.1).
+# Over seeds 0-2 (one thread each) of the robustness matrix: on *scramble*,
+# location 1.00 against content 0.25-0.61; on *lookup*, content 1.00 against
+# location 0.43-0.48 (chance is 0.1 on *lookup*, 1/16 on *scramble*). The
+# content layer's score on *scramble* varies most from seed to seed, so the
+# check asks only for a wide gap.
 
 assert max(content_checks.values()) < 1e-6 and max(location_checks.values()) < 1e-6
 for w in (sweep, content_rows, location_rows, *(maps[k] for k in maps)):
@@ -379,9 +383,16 @@ assert (sweep.max(-1).values.diff() > 0).all()  # monotone sharpening
 assert torch.allclose(sweep[0], torch.full((N,), 1 / N))  # beta = 0: uniform
 assert (content_rows.argmax(-1) == torch.arange(N)).all()  # content follows the key
 assert torch.allclose(location_rows, location_rows[0].expand(N, -1))  # location does not
+key_figure("slot found, noise sigma = 0.5", found[0.5])
+scr = {
+    k: key_figure(f"scramble accuracy, {k}", results[("scramble", k)]["answer accuracy"])
+    for k in ["content", "location"]
+}
+look = {
+    k: key_figure(f"lookup accuracy, {k}", results[("lookup", k)]["answer accuracy"])
+    for k in ["content", "location"]
+}
 assert found[0.5] > 0.95
-scr = {k: results[("scramble", k)]["answer accuracy"] for k in ["content", "location"]}
-look = {k: results[("lookup", k)]["answer accuracy"] for k in ["content", "location"]}
 assert scr["location"] > 0.95 and scr["location"] > scr["content"] + 0.25, scr
 assert look["content"] > 0.9 and look["content"] > look["location"] + 0.4, look
 assert results[("lookup", "content")]["argmax on the right source word"] > 0.9

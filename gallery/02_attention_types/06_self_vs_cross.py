@@ -15,10 +15,8 @@ advance.
 """
 
 import math
-import random
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -26,10 +24,10 @@ from torch import nn
 
 from attnlib.attention import MultiHeadAttention
 from attnlib.plotting import plot_attention
+from attnlib.report import key_figure
+from attnlib.training import seed_everything, seeded_generator
 
-torch.manual_seed(0)
-np.random.seed(0)
-random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 
 # %%
 # One layer, two wirings
@@ -141,9 +139,13 @@ print(f"cross: max |f(y, P mem) - f(y, mem)| = {invariance_err:.1e}")
 # dog" contain the same words, so a self-attention layer gives the word
 # "dog" *exactly* the same output in both. Adding a positional vector to each
 # embedding (here a learned-style random one per position) breaks the tie:
-# "dog" at position 1 and "dog" at position 4 are now different inputs. Every
-# Transformer therefore adds positional information before its first
-# self-attention layer.
+# "dog" at position 1 and "dog" at position 4 are now different inputs. A
+# Transformer therefore needs positional information somewhere. The original
+# one adds a position vector to every embedding before the first
+# self-attention layer, as here; others leave the embeddings alone and put
+# position into the attention scores of every layer instead, such as rotary
+# embeddings (RoPE) and ALiBi (see
+# :ref:`sphx_glr_auto_gallery_03_transformer_01_positional_encodings.py`).
 
 vocab = {word: i for i, word in enumerate(["the", "dog", "bit", "man"])}
 embed = torch.randn(len(vocab), E)
@@ -175,9 +177,10 @@ dog_gap_pos = (encode(sentence_a, True) - encode(sentence_b, True)).norm().item(
 # its letter's *twin*, or its own digit if its letter occurs once. The digits
 # are random, so the only way to the answer is to read the right position:
 # the self-attention pattern is known in advance (each query on the *other*
-# position with the same letter, or on itself). It needs positions: a letter
-# and its twin have the same letter embedding, and without positions a query
-# could not tell its own key from its twin's by the letter. The model: letter,
+# position with the same letter, or on itself). A letter and its twin have
+# the same letter embedding, so the letter alone cannot tell a query's own
+# key from its twin's; the position embedding can (and so can the digit,
+# when the two digits differ). The model: letter,
 # digit and learned position embeddings summed, one single-head self-attention
 # layer, a linear readout over the 10 digits. The attention is never told
 # where to look; only the answer is supervised.
@@ -228,24 +231,27 @@ def twin_loss(model, letters, digits, where, answer):
     return F.cross_entropy(logits.reshape(-1, DIGITS), answer.reshape(-1))
 
 
-torch.manual_seed(0)
-data = torch.Generator().manual_seed(0)
+seed_everything(offset=0)
+data = seeded_generator(0)
 twin_model = fit(TwinFinder(), lambda: twin_batch(BATCH, data), twin_loss)
 
-letters, digits, where, answer = twin_batch(1000, torch.Generator().manual_seed(1234))
+letters, digits, where, answer = twin_batch(1000, seeded_generator(1234))
 with torch.no_grad():
     logits, weights = twin_model(letters, digits)
 is_twin = where != torch.arange(N)
 twin_acc = (logits.argmax(-1) == answer).float().mean().item()
 twin_attn = (weights.argmax(-1) == where).float().mean().item()
 twin_attn_pairs = (weights.argmax(-1) == where)[is_twin].float().mean().item()
-print(f"answer accuracy {twin_acc:.3f}; attention argmax on the known position {twin_attn:.3f}")
-print(f"  on the two twins only: {twin_attn_pairs:.3f}")
+key_figure("twin: answer accuracy", twin_acc)
+key_figure("twin: attention argmax on the known position", twin_attn)
+key_figure("twin: attention argmax, the two twins only", twin_attn_pairs)
 
 # %%
-# One held-out sequence: the two copies of the repeated letter look at each
-# other, every other position looks at itself. The :math:`8 \times 8` map is
-# the identity with one pair of rows swapped.
+# One held-out sequence. The pattern the task calls for: the two copies of
+# the repeated letter look at each other, every other position looks at
+# itself, so the :math:`8 \times 8` map is the identity with one pair of rows
+# swapped. How often the model's largest weight follows it, over all 1000
+# held-out sequences, is printed above.
 
 pairs = zip(letters[0].tolist(), digits[0].tolist(), strict=True)
 labels = [f"{i}:{LETTERS[c]}{d}" for i, (c, d) in enumerate(pairs)]
@@ -303,23 +309,25 @@ def lookup_loss(model, queries, keys, digits, where, answer):
     return F.cross_entropy(logits.reshape(-1, DIGITS), answer.reshape(-1))
 
 
-torch.manual_seed(0)
-data = torch.Generator().manual_seed(0)
+seed_everything(offset=0)
+data = seeded_generator(0)
 lookup_model = fit(Lookup(), lambda: lookup_batch(BATCH, data), lookup_loss)
 
-queries, keys, digits, where, answer = lookup_batch(1000, torch.Generator().manual_seed(1234))
+queries, keys, digits, where, answer = lookup_batch(1000, seeded_generator(1234))
 with torch.no_grad():
     logits, weights = lookup_model(queries, keys, digits)
 lookup_acc = (logits.argmax(-1) == answer).float().mean().item()
 lookup_attn = (weights.argmax(-1) == where).float().mean().item()
 lookup_mass = weights.gather(-1, where[..., None]).mean().item()
-print(f"answer accuracy {lookup_acc:.3f}; attention argmax on the right entry {lookup_attn:.3f}")
-print(f"mean weight on the right entry: {lookup_mass:.3f}")
+key_figure("lookup: answer accuracy", lookup_acc)
+key_figure("lookup: attention argmax on the right entry", lookup_attn)
+key_figure("lookup: mean weight on the right entry", lookup_mass)
 
 # %%
 # One held-out lookup: five query letters (rows) against eight memory entries
-# (columns). Each row puts its weight on the entry with the same letter,
-# wherever it sits in the memory.
+# (columns). Each row should put its weight on the entry with the same
+# letter, wherever it sits in the memory; the figures printed above measure
+# how often, and how much, over 1000 held-out lookups.
 
 plot_attention(
     weights[0],
@@ -337,7 +345,7 @@ plt.show()
 #
 # - Self-attention: ``mha(x, x, x)``, weights :math:`n \times n`; it is
 #   permutation-equivariant, so order must come from positional information
-#   (our twin finder could only work with position embeddings).
+#   (added to the inputs, as in the twin finder, or to the scores).
 # - Cross-attention: ``mha(y, memory, memory)``, weights :math:`m \times n`,
 #   keys and values of their own width; invariant to the memory's order,
 #   which makes it a soft, learned dictionary lookup.
@@ -350,6 +358,9 @@ assert torch.allclose(lib_out_self, out_self, atol=1e-6)
 assert torch.allclose(lib_out_cross, out_cross, atol=1e-6)
 assert equivariance_err < 1e-5 and weights_err < 1e-6 and invariance_err < 1e-5
 assert dog_gap_plain < 1e-5 < 1e-2 < dog_gap_pos
-# Measured (seeds 0-2): answer accuracy and attention argmax >= 0.998 on both tasks.
+# Over the robustness matrix (seeds 0-2 with one thread, seed 0 with two): twin
+# finder answer accuracy 0.999-1.000, argmax on the known position 0.997-0.999
+# (0.989-0.998 on the twins); lookup answer accuracy and argmax 1.000, mean weight
+# on the right entry 0.994-0.996.
 assert twin_acc > 0.95 and twin_attn > 0.95 and twin_attn_pairs > 0.9
 assert lookup_acc > 0.95 and lookup_attn > 0.95 and lookup_mass > 0.8

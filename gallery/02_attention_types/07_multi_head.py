@@ -10,11 +10,10 @@ with its own projections, and concatenates their results. This tutorial
 builds it from the library's two seed functions, adds the projections in a
 fifteen-line module, proves the whole equal to ``torch.nn.MultiheadAttention``
 and to :class:`attnlib.attention.MultiHeadAttention`, and then trains a task
-that needs two relations at once: one head fails, two heads split the work.
+that needs two relations at once: one head fails, several heads split the work.
 """
 
 import math
-import random
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,10 +26,10 @@ from attnlib.attention import MultiHeadAttention
 from attnlib.functional import calculate_attention_weights, multi_head_attention
 from attnlib.masks import causal_mask, to_torch_attn_mask
 from attnlib.plotting import plot_attention_heads
+from attnlib.report import key_figure
+from attnlib.training import seed_everything, seeded_generator
 
-torch.manual_seed(0)
-np.random.seed(0)
-random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 
 # %%
 # One head: ``calculate_attention_weights``
@@ -225,8 +224,8 @@ class Neighbours(nn.Module):
 
 
 def train(num_heads):
-    torch.manual_seed(0)
-    data = torch.Generator().manual_seed(0)
+    seed_everything(offset=0)  # every model: the same seed and the same batches
+    data = seeded_generator(0)
     model = Neighbours(num_heads)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(STEPS):
@@ -275,7 +274,7 @@ same, disjoint = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.0, 1.0])
 print(f"JS distance: same rows {js_distance(same, same):.3f},", end=" ")
 print(f"disjoint rows {js_distance(same, disjoint):.3f}")
 
-test_tokens, test_before, test_after = neighbour_batch(2000, torch.Generator().manual_seed(1234))
+test_tokens, test_before, test_after = neighbour_batch(2000, seeded_generator(1234))
 rows = []
 weights_of = {}
 for name, model in models.items():
@@ -303,16 +302,19 @@ for name, model in models.items():
         }
     )
 results = pd.DataFrame(rows).set_index("model")
+for name in models:
+    key_figure(f"both right, {name}", results.loc[name, "both right"], show=False)
+    if results.loc[name, "heads"] > 1:
+        key_figure(f"head diversity, {name}", results.loc[name, "head diversity (JS)"], show=False)
 results.round(3)
 
 # %%
-# One head of width 32 serves at most one of the two relations well (its
-# single softmax must choose a neighbour, or blur both); the same 32 features
-# cut into two heads of 16 get both outputs right, and the two heads are
-# almost as different as two distributions can be (distance near 1). Which
-# relation does each head serve? The share of its weight that lands on the
-# letter before (:math:`i-1`) and after (:math:`i+1`), averaged over the test
-# queries that have both neighbours:
+# Read "both right" first. A single head of width 32 gives each query *one*
+# weighted average of the values, and it learns one of the two relations and
+# gets the other right far less often. The same 32 features cut into heads give each query
+# several averages, one per head. Which relation does each head serve? The
+# share of its weight that lands on the letter before (:math:`i-1`) and after
+# (:math:`i+1`), averaged over the test queries that have both neighbours:
 
 per_head = []
 for name, weights in weights_of.items():
@@ -327,12 +329,31 @@ for name, weights in weights_of.items():
             }
         )
 relations = pd.DataFrame(per_head).set_index(["model", "head"])
+best = results.loc[["2 heads", "4 heads"], "both right"].idxmax()  # the better multi-head model
+split = relations.loc[best]
+print(f"best multi-head model: {best}")
+key_figure("best multi-head: largest weight on i-1", split["weight on i-1"].max(), show=False)
+key_figure("best multi-head: largest weight on i+1", split["weight on i+1"].max(), show=False)
 relations.round(3)
 
 # %%
-# The maps below, on one held-out sequence and one shared colour scale, show
-# the same thing: the single head's weight goes to one neighbour (one
-# off-diagonal), while the two heads take one off-diagonal each.
+# The two readouts are the same at every position, so a head must serve the
+# *same* relation at every position for them to tell easily which letter
+# came from where. Usually the two-head model finds such a split: one head near
+# :math:`i-1`, the other near :math:`i+1`. Nothing forces it, though:
+# training can settle with a head that looks left at some positions and
+# right at others, which shows above as a head whose weight is split
+# between :math:`i-1` and :math:`i+1`, and as a low "both right" for two
+# heads. Over the robustness matrix (seeds 0-2 with one thread, seed 0 with
+# two) this happened for seed 2, where two heads got 0.48 of the test
+# positions both right while four heads, with heads to spare, got 1.00 in
+# every run. The checks at the end therefore claim that the better of the
+# two- and four-head models solves the task with one head per relation, not
+# that two heads always do.
+#
+# The maps below, on one held-out sequence and one shared colour scale: the
+# single head's weight goes to one neighbour (one off-diagonal), and when
+# the two heads have split the work they take one off-diagonal each.
 
 letters = [LETTERS[t] for t in test_tokens[0].tolist()]
 labels = [f"{i}:{c}" for i, c in enumerate(letters)]
@@ -349,7 +370,7 @@ fig = plot_attention_heads(
     labels,
     head_titles=["1 head (d=32)", "2 heads: head 0 (d=16)", "2 heads: head 1 (d=16)"],
     ncols=3,
-    title="One head must choose; two heads split the work (position:letter)",
+    title="One head must choose; two heads can split the work (position:letter)",
 )
 fig.set_size_inches(12, 4.4)  # three 10 x 10 maps across the page
 plt.show()
@@ -358,8 +379,9 @@ plt.show()
 # With four heads there are more heads than relations. Each head still
 # looks at a neighbour, but now several heads cover the same relation, or
 # switch between the two depending on the position (see the table above), so
-# the mean distance between heads drops below the two-head model's: more
-# heads is not automatically more variety.
+# the mean distance between heads drops below the two-head model's (over the
+# matrix, 0.58-0.64 for four heads against 0.81-0.87 for two): more heads is
+# not automatically more variety.
 
 fig = plot_attention_heads(
     weights_of["4 heads"][0],
@@ -382,20 +404,20 @@ plt.show()
 #   and :class:`attnlib.attention.MultiHeadAttention` to float precision.
 # - Heads cost no extra parameters at a fixed :math:`d_{model}`; what they buy
 #   is several independent weightings per query.
-# - On a task with two relations, one head can serve only one; two heads
-#   learn one relation each, and their attention patterns are nearly
-#   disjoint.
+# - On a task with two relations, one head served only one; with two or
+#   four heads, different heads learned the two relations, although training
+#   can leave two heads with their roles swapped at some positions.
 
 assert (out_hand - out_one).abs().max() < 1e-6 and loop_diff < 1e-6
 assert (diffs["max |Δ output|"] < 1e-6).all() and (diffs["max |Δ per-head weights|"] < 1e-6).all()
 assert js_distance(same, same) < 1e-6 and abs(js_distance(same, disjoint) - 1) < 1e-6
 assert len(set(n_params.values())) == 1  # 1, 2 and 4 heads: the same parameter count
-# Measured (seeds 0-2): 2 heads solve it (>= 0.999 both right, diversity 0.89-0.96);
-# 1 head gets at most ~0.37 both right.
-assert results.loc["2 heads", "both right"] > 0.95
+# Over the robustness matrix (seeds 0-2 with one thread, seed 0 with two), "both
+# right": 1 head 0.14-0.42, 2 heads 0.48-1.00 (stuck at seed 2, see above), 4 heads
+# 1.00; head diversity 0.81-0.87 for 2 heads, 0.58-0.64 for 4.
 assert results.loc["1 head", "both right"] < 0.6
+assert results.loc[best, "both right"] > 0.95
 assert results.loc["2 heads", "head diversity (JS)"] > 0.7
-# The two heads serve different relations: one mostly on i-1, the other on i+1.
-two = relations.loc["2 heads"]
-assert {two["weight on i-1"].idxmax(), two["weight on i+1"].idxmax()} == {0, 1}
-assert two["weight on i-1"].max() > 0.8 and two["weight on i+1"].max() > 0.8
+# In the better multi-head model, different heads serve the two relations.
+assert split["weight on i-1"].idxmax() != split["weight on i+1"].idxmax()
+assert split["weight on i-1"].max() > 0.8 and split["weight on i+1"].max() > 0.8

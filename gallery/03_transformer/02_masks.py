@@ -36,9 +36,10 @@ from attnlib.masks import (
     to_torch_attn_mask,
 )
 from attnlib.plotting import plot_attention, plot_attention_heads
+from attnlib.report import key_figure
+from attnlib.training import seed_everything
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
 # %%
 # One convention: ``True`` = may attend
@@ -220,7 +221,7 @@ pad_keys = ~src_mask.expand_as(w_mask)  # (B, H, S, S), True on padding keys
 weight_on_pad_nomask = (w_nomask * pad_keys)[b, :, :2].sum(-1).mean().item()
 weight_on_pad_mask = w_mask[pad_keys].abs().max().item()
 row_sums = w_mask.sum(-1)  # (B, H, S)
-print(f"'birds sing', no mask: mean share of weight on the 2 pads {weight_on_pad_nomask:.2f}")
+key_figure("'birds sing', no mask: mean share of weight on the 2 pads", weight_on_pad_nomask)
 print(f"largest weight on padding, with mask: {weight_on_pad_mask}")
 print(f"row sums with mask: min {row_sums.min():.6f}, max {row_sums.max():.6f}")
 
@@ -236,7 +237,7 @@ with torch.no_grad():
 pad_independence_err = (out_mask[b, :2] - out_alone[0]).abs().max().item()
 pad_dependence_nomask = (out_nomask[b, :2] - out_alone[0]).abs().max().item()
 print(f"max |padded (masked) - alone| = {pad_independence_err:.1e}")
-print(f"max |padded (no mask) - alone| = {pad_dependence_nomask:.2f}")
+key_figure("max |padded (no mask) - alone|", pad_dependence_nomask, fmt="{:.2f}")
 
 # %%
 # The decoder's self-attention uses ``tgt_mask``: each head of each query
@@ -294,6 +295,7 @@ torch_out_err = (out_torch - out_ours).abs().max().item()
 torch_w_err = (w_torch - w_ours).abs().max().item()
 wrong_nan_rows = out_wrong.isnan().any(-1)  # (B, T): queries left with no key at all
 wrong_err = (out_wrong - out_ours)[~wrong_nan_rows].abs().max().item()
+key_figure("max |difference| of outputs, NOT converted", wrong_err, show=False)
 print(f"NOT converted: {int(wrong_nan_rows.sum())} of {wrong_nan_rows.numel()} query rows are NaN")
 pd.DataFrame(
     {"max |difference|": [torch_out_err, torch_w_err, wrong_err]},
@@ -383,6 +385,8 @@ ax.set_title("Changing the future moves no earlier output, with the causal mask"
 ax.legend()
 plt.show()
 print(f"change of outputs 0..{t}: causal {leak:.1e}, unmasked {leak_unmasked:.2f}")
+key_figure("change of outputs 0..t, unmasked", leak_unmasked, show=False)
+key_figure("change of outputs after t, causal", later, fmt="{:.2f}")
 
 # %%
 # Boolean or additive: the same attention
@@ -423,14 +427,14 @@ assert tuple(src_mask.shape) == (3, 1, 1, S) and tuple(tgt_mask.shape) == (3, 1,
 assert weight_on_pad_mask == 0.0 and tgt_blocked_max == 0.0  # exactly zero
 assert torch.allclose(row_sums, torch.ones_like(row_sums))
 assert torch.allclose(tgt_row_sums, torch.ones_like(tgt_row_sums))
-# Measured: without the mask "birds sing" puts 0.31-0.54 of its weight on the pads
-# (seeds 0-3); the other gaps below measured 0.55-2.1.
+# Without the mask "birds sing" spends a real share of its weight on the pads (seeds 0-2,
+# 1 and 2 threads: 0.31 to 0.54), and the gaps below were all 0.55 or more.
 assert weight_on_pad_nomask > 0.1
-assert pad_independence_err < 1e-6 and pad_dependence_nomask > 1e-3
+assert pad_independence_err < 1e-6 and pad_dependence_nomask > 0.1
 assert torch_out_err < 1e-6 and torch_w_err < 1e-6
-assert wrong_err > 1e-2  # forgetting to convert changes the result
+assert wrong_err > 0.1  # forgetting to convert changes the result
 assert not out_left.isnan().any() and not w_left.isnan().any()
 assert (w_left[empty_rows.expand(-1, H, -1)] == 0).all()
 assert (out_left[1] == out_left[1, 0]).all()  # all-padding sequence: constant (bias only)
-assert leak == 0.0 and later > 1e-3 and leak_unmasked > 1e-3
+assert leak == 0.0 and later > 0.1 and leak_unmasked > 0.1
 assert additive_err < 1e-6

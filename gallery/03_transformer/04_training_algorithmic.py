@@ -30,12 +30,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from attnlib.capture import record_attention
 from attnlib.decoding import greedy_decode
 from attnlib.plotting import plot_attention, plot_attention_heads
+from attnlib.report import key_figure
 from attnlib.tasks import PAD, algorithmic_batch
-from attnlib.training import Trainer, batch_loss, noam_schedule, warmup_cosine_schedule
+from attnlib.training import (
+    Trainer,
+    batch_loss,
+    noam_schedule,
+    seed_everything,
+    seeded_generator,
+    warmup_cosine_schedule,
+)
 from attnlib.transformer import Seq2SeqTransformer
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
 TASKS = ["copy", "reverse", "sort"]
 MIN_LEN, MAX_LEN, SYMBOLS = 3, 8, 10
@@ -48,7 +55,7 @@ def show(ids):
 
 
 for task in TASKS:
-    src, tgt, align = algorithmic_batch(task, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    src, tgt, align = algorithmic_batch(task, 1, 6, 6, generator=seeded_generator(3))
     print(f"{task:8s} {show(src[0].tolist()):14s} -> {show(tgt[0].tolist()):20s}", end="")
     print(f" alignment {align[0, :6].tolist()}")
 
@@ -57,8 +64,9 @@ for task in TASKS:
 # --------------------------
 #
 # One encoder and one decoder layer, :math:`d_{model} = 32`, four heads: about
-# 21 thousand parameters. The learning rate warms up linearly and then decays
-# along a cosine (:func:`attnlib.training.warmup_cosine_schedule`); the
+# 23 thousand parameters (the exact count is printed below). The learning
+# rate warms up linearly and then decays along a cosine
+# (:func:`attnlib.training.warmup_cosine_schedule`); the
 # paper's inverse-square-root schedule (:func:`attnlib.training.noam_schedule`)
 # is drawn beside it for comparison. Warm-up matters for Transformers: early
 # updates with a large rate, before the attention has found anything, can
@@ -106,15 +114,15 @@ plt.show()
 # ``loss_fn`` records the loss of every batch for the curves.
 
 
-def dataset(task, n, seed):
+def dataset(task, n, offset):
     src, tgt, _ = algorithmic_batch(
-        task, n, MIN_LEN, MAX_LEN, SYMBOLS, generator=torch.Generator().manual_seed(seed)
+        task, n, MIN_LEN, MAX_LEN, SYMBOLS, generator=seeded_generator(offset)
     )
     return TensorDataset(src, tgt)
 
 
 def train(task):
-    torch.manual_seed(0)
+    seed_everything(offset=1)  # the same initial weights for every task
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=PEAK_LR, betas=(0.9, 0.98))
     scheduler = warmup_cosine_schedule(optimizer, WARMUP, TOTAL)
@@ -127,8 +135,8 @@ def train(task):
         return loss, correct, count
 
     trainer = Trainer(model, optimizer, scheduler, loss_fn=loss_fn, device="cpu", progress=False)
-    train_loader = DataLoader(dataset(task, TOTAL // EPOCHS * BATCH, 1), BATCH, shuffle=True)
-    val_loader = DataLoader(dataset(task, 512, 2), 256)
+    train_loader = DataLoader(dataset(task, TOTAL // EPOCHS * BATCH, 101), BATCH, shuffle=True)
+    val_loader = DataLoader(dataset(task, 512, 202), 256)
     print(f"--- {task}")
     start = time.perf_counter()
     history = trainer.fit(train_loader, val_loader, epochs=EPOCHS)
@@ -167,9 +175,7 @@ plt.show()
 # correct only if every symbol and the end token are right.
 
 test = {
-    task: algorithmic_batch(
-        task, 500, MIN_LEN, MAX_LEN, SYMBOLS, generator=torch.Generator().manual_seed(7)
-    )
+    task: algorithmic_batch(task, 500, MIN_LEN, MAX_LEN, SYMBOLS, generator=seeded_generator(707))
     for task in TASKS
 }
 
@@ -192,6 +198,8 @@ for task, (model, history, _, seconds) in results.items():
         }
     )
 summary = pd.DataFrame(rows).set_index("task")
+for task in TASKS:
+    key_figure(f"exact match, {task}", summary.loc[task, "exact match"], show=False)
 summary
 
 # %%
@@ -224,6 +232,8 @@ table = pd.DataFrame(
 table["best head"] = table.iloc[:, :4].max(axis=1)
 # chance: a uniformly random source position, averaged over lengths 3..8
 table["chance"] = float(np.mean([1 / n for n in range(MIN_LEN, MAX_LEN + 1)]))
+for task in TASKS:
+    key_figure(f"best head, {task}", table.loc[task, "best head"], show=False)
 table.round(3)
 
 # %%
@@ -301,19 +311,23 @@ plt.show()
 # Checks
 # ------
 #
-# Measured with this seed: exact match 1.000 for all three tasks (copy and
-# reverse are asserted at 100 %, sort at 98 %). For copy one
-# head follows the alignment exactly (score 1.00). For reverse and sort the
-# best single head scores about 0.74 and 0.56 — far above chance (0.21) but not
-# 1: the heads share the work (one reads the symbol just written, another the
-# position counted from the end), and the answer is assembled from several
-# heads, so no single map has to be the whole alignment.
+# The exact-match rates and the head scores are printed in the two tables
+# above. Over seeds 0-2 of the robustness matrix (one thread), copy and
+# reverse were answered exactly on all 500 test inputs and sort on 499 of
+# 500. For copy one head follows the alignment almost exactly (best head 0.99
+# to 1.00). For reverse and sort the best single head scored 0.80 to 0.85 and
+# 0.49 to 0.56: well above chance (the ``chance`` column) but below 1. The
+# heads can share the work (one may track the symbol just written, another
+# the position counted from the end), and the answer is assembled from
+# several heads, so no single map has to be the whole alignment.
 
-assert summary.loc["copy", "exact match"] == 1.0, summary
-assert summary.loc["reverse", "exact match"] == 1.0, summary
+# Over seeds 0-2, copy and reverse were exact on all 500 test inputs and sort on 499;
+# the best head scored 0.99-1.00 (copy), 0.80-0.85 (reverse), 0.49-0.56 (sort).
+assert summary.loc["copy", "exact match"] >= 0.99, summary
+assert summary.loc["reverse", "exact match"] >= 0.99, summary
 assert summary.loc["sort", "exact match"] >= 0.98, summary
 assert table.loc["copy", "best head"] > 0.95, table
-assert table.loc["reverse", "best head"] > 0.5, table
+assert table.loc["reverse", "best head"] > 0.6, table
 assert (table["best head"] > 2 * table["chance"]).all(), table
 assert torch.equal(decoder_self.triu(1), torch.zeros_like(decoder_self))  # no look-ahead
 assert max(cosine) == max(cosine[: WARMUP + 1]) and cosine[-1] < 0.01 * PEAK_LR  # warm-up, decay

@@ -21,12 +21,16 @@ the heads, or flow.
 # :func:`attnlib.pretrained.sentiment_classifier` gives the classifier of
 # chapter 4 (two pre-norm encoder layers of four heads, mean pooling) with
 # its tokenizer and the test split of the synthetic reviews.
-# Our example is a review whose label hangs on a negation: ``"awful"`` alone
-# would be negative, ``"not awful"`` is positive.
+# Our example is a review whose label hangs on a negation, such as
+# ``"... the pacing was not awful."``: ``"awful"`` alone would be negative,
+# ``"not awful"`` is positive. (The test split is drawn with the seed; if
+# that review is not in it, we take the shortest negated positive review
+# that is not a contrast.)
 
 import time
 
 import matplotlib.pyplot as plt
+import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
@@ -38,15 +42,19 @@ from attnlib.interpret.plots import plot_token_highlights
 from attnlib.interpret.relevance import attention_flow, attention_rollout, pooled_relevance
 from attnlib.plotting import plot_attention
 from attnlib.pretrained import sentiment_classifier
+from attnlib.report import key_figure
+from attnlib.training import seed_everything
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 
-sentiment = sentiment_classifier()
+sentiment = sentiment_classifier(seed=SEED)
 model, tokenizer, test = sentiment.model, sentiment.tokenizer, sentiment.test
-print(f"test accuracy {sentiment.test_accuracy:.3f}")
+key_figure("test accuracy", sentiment.test_accuracy)
 
-review = test[test["text"] == "i had popcorn. honestly, the pacing was not awful."].iloc[0]
+EXAMPLE = "i had popcorn. honestly, the pacing was not awful."
+pool = test[test["negated"] & ~test["contrast"] & test["label"].eq("positive")]
+shortest = pool.iloc[int(pool["text"].str.len().argmin())]
+review = pool[pool["text"] == EXAMPLE].iloc[0] if EXAMPLE in set(pool["text"]) else shortest
 tokens = sentiment.encode(review["text"])
 with torch.no_grad():
     probs = torch.softmax(model(tokens), -1)[0]
@@ -133,22 +141,41 @@ assert torch.allclose(R.sum(-1), torch.ones(len(labels), dtype=torch.float64))
 # :math:`L` the outputs. An edge runs from token :math:`j` at layer
 # :math:`l` to token :math:`i` at layer :math:`l+1` with capacity
 # :math:`\hat A_{l+1}[i, j]`. The flow score :math:`F_{ij}` is the maximum
-# flow that can be pushed from input :math:`j` to output :math:`i`
-# (:func:`attnlib.interpret.relevance.attention_flow` solves one max-flow
-# problem per pair with networkx). Rollout *multiplies* along paths and adds
-# the paths up; flow is limited by the narrowest pipes on the way and by
-# paths that share an edge.
+# flow that can be pushed from input :math:`j` to output :math:`i`: one
+# max-flow problem per pair, which we solve with networkx below. Rollout
+# *multiplies* along paths and adds the paths up; flow is limited by the
+# narrowest pipes on the way and by paths that share an edge.
 #
 # With one layer there is a single edge from :math:`j` to :math:`i`, so flow
 # and rollout must coincide. We check that on the first layer of our model:
 
+
+def networkx_flow(weights):
+    """Max flow from each input ``j`` to each output ``i``, one problem per pair."""
+    eye = torch.eye(weights.shape[-1], dtype=weights.dtype)
+    a = 0.5 * weights.mean(1) + 0.5 * eye  # mean fusion and the residual, as in rollout
+    a = a / a.sum(-1, keepdim=True)  # (layers, L, L)
+    n_layers, n = a.shape[0], a.shape[-1]
+    graph = nx.DiGraph()
+    for layer in range(n_layers):
+        for i in range(n):
+            for j in range(n):
+                if a[layer, i, j] > 0:
+                    graph.add_edge((layer, j), (layer + 1, i), capacity=float(a[layer, i, j]))
+    flow = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            flow[i, j] = nx.maximum_flow_value(graph, (0, j), (n_layers, i))
+    return flow
+
+
 one_layer = weights[:1]
-flow_1, rollout_1 = attention_flow(one_layer), attention_rollout(one_layer)
+flow_1, rollout_1 = networkx_flow(one_layer), attention_rollout(one_layer)
 print(f"one layer:  max |flow - rollout| = {(flow_1 - rollout_1).abs().max():.1e}")
 assert torch.allclose(flow_1, rollout_1, rtol=0, atol=1e-9)
 
 start = time.perf_counter()
-F = attention_flow(maps)
+F = networkx_flow(weights)
 flow_seconds = time.perf_counter() - start
 print(f"two layers: max |flow - rollout| = {(F - R).abs().max():.3f}")
 print(f"networkx flow for {len(labels)} tokens: {flow_seconds:.2f} s")
@@ -169,6 +196,8 @@ print(f"networkx flow for {len(labels)} tokens: {flow_seconds:.2f} s")
 # form agrees with the max-flow solver, and costs one tensor operation
 # instead of :math:`L^2` max-flow problems (deeper models have paths that
 # share edges and need the solver).
+# :func:`attnlib.interpret.relevance.attention_flow` does the same: the
+# closed form for one or two layers, networkx for deeper stacks.
 
 
 def augmented(weights):
@@ -185,22 +214,24 @@ start = time.perf_counter()
 F_closed = two_layer_flow(weights)
 closed_seconds = time.perf_counter() - start
 print(f"max |closed form - networkx| = {(F_closed - F).abs().max():.1e}")
+print(f"max |library - closed form| = {(attention_flow(maps) - F_closed).abs().max():.1e}")
 print(f"closed form: {closed_seconds * 1e3:.2f} ms, networkx: {flow_seconds * 1e3:.0f} ms")
 print(f"flow row sums: {F.sum(-1).min():.2f} .. {F.sum(-1).max():.2f}")
 assert torch.allclose(F_closed, F, rtol=0, atol=1e-9)
+assert torch.allclose(attention_flow(maps), F_closed, rtol=0, atol=1e-12)
 assert (F >= R - 1e-12).all()
 
 # %%
 # The networkx solver's cost grows quickly with the length: each of the
 # :math:`L^2` problems is on a graph of :math:`2L^2` edges. We time it on
-# three more test reviews, of 6, 9 and 15 tokens:
+# three more test reviews, of 6, 9 and 12 tokens:
 
 lengths = test["text"].map(lambda t: len(tokenizer.encode(t)))
 timing = []
-for n in (6, 9, 15):
+for n in (6, 9, 12):
     w = capture_attention(model, sentiment.encode(test["text"][lengths.eq(n).idxmax()]))["encoder"]
     start = time.perf_counter()
-    exact = attention_flow(w)
+    exact = networkx_flow(w.double())
     timing.append({"tokens": w.shape[-1], "networkx (s)": time.perf_counter() - start})
     assert torch.allclose(two_layer_flow(w.double()), exact, rtol=0, atol=1e-9)
 pd.DataFrame(timing).round(3)
@@ -210,10 +241,12 @@ pd.DataFrame(timing).round(3)
 # -------------------------
 #
 # The last layer's raw attention (heads averaged), the rollout and the flow
-# of the example. The last layer reads the column of ``"awful"`` from every
-# position, ``"not"`` much less. Rollout and flow trace that through the
-# first layer, where ``"awful"`` itself read ``"not"``: they put the most on
-# ``"not"``, then on ``"awful"``. Rollout's diagonal is heavy (every token
+# of the example. Compare the columns of the adjective and of ``"not"``: the
+# last layer's map says which *layer-1 representations* are read, and the
+# adjective's representation may already carry the negation, read from
+# ``"not"`` by the first layer; rollout and flow trace that path back to the
+# words. (One review shows the idea; the test split below measures it.)
+# Rollout's diagonal is heavy (every token
 # keeps at least a quarter of itself through the two residual connections),
 # and so is flow's, whose entries are larger everywhere (its rows sum to
 # more than 1).
@@ -264,9 +297,9 @@ pd.DataFrame({k: v.numpy() for k, v in pooled.items()}, index=labels).T.round(3)
 # score on evidence tokens). A random ranking has precision :math:`k/n` on
 # average, and a uniform score has mass :math:`k/n`: that is chance.
 #
-# The networkx flow would take about half a second per review, minutes for
-# the test split; the closed form above is exact for this two-layer model,
-# so we use it for all of them. We also add rollout without the residual
+# The networkx flow costs the time printed above for each review, far too
+# much for the whole test split; the closed form above is exact for this
+# two-layer model, so we use it for all of them. We also add rollout without the residual
 # term, to see what the :math:`\tfrac12 I` buys. For the negated reviews we
 # also note whether the top :math:`k` holds ``"not"``, and whether it holds
 # every evidence adjective.
@@ -310,22 +343,29 @@ summary["precision, negated"] = negated["precision"].mean()
 summary["negated: 'not' in top k"] = negated["'not' in top k"].mean()
 summary["negated: adjective in top k"] = negated["adjective in top k"].mean()
 summary["precision / chance"] = summary["precision"] / summary["chance"]
+for name in ("attention flow", "rollout, mean fusion", "raw attention, layer 0"):
+    key_figure(f"precision at k, {name}", summary.loc[name, "precision"], show=False)
+for name in ("raw attention, layer 1", "rollout, no residual", "rollout, min fusion"):
+    key_figure(f"precision at k, {name}", summary.loc[name, "precision"], show=False)
+key_figure("precision at k, chance", summary["chance"].iloc[0], show=False)
 summary.round(3)
 
 # %%
-# Flow and rollout with mean or max fusion find the evidence best and are
-# tied: about 82 % of their top-:math:`k` tokens are evidence words, more
-# than five times chance. Raw attention of the *last* layer, the map one is
-# tempted to draw, is the worst view: the last two columns show why. In a
-# negated review it finds the adjective but rarely ``"not"``, because by the
-# second layer the adjective's representation already holds the negation,
-# read from ``"not"`` by the first layer; rollout and flow follow that path
-# back and find ``"not"`` in almost every negated review. The first layer's
-# raw map points at the words themselves, and puts the most *mass* on them:
+# Every view finds the evidence well above chance. Flow and rollout with
+# mean fusion nearly tie, and they do about as well as the better of the
+# two single-layer maps — the first layer's, for every seed we tried —
+# without our having to know in advance which layer that is. The raw map of
+# the *last* layer, the map one is tempted to draw, is the worst view for
+# five of the six seeds we tried and second worst for the other: by the
+# second layer every position already holds a mixture of words, so which
+# positions it reads says little about which *words* decide. Over seeds 0-5
+# with one thread, rollout's precision ranged from 0.71 to 0.84, raw layer
+# 0's from 0.67 to 0.85 and raw layer 1's from 0.35 to 0.68, against a
+# chance of about 0.15. A raw map can put more *mass* on the evidence:
 # rollout and flow spread mass onto every token through the identity, which
 # lowers the mass though not the ranking. Without the residual term rollout
-# loses about 7 points of precision; min fusion keeps only the links all
-# four heads agree on and loses more.
+# is never better, and with some seeds clearly worse; min fusion, which keeps
+# only the links all four heads agree on, loses more.
 
 chance = summary["chance"].iloc[0]
 fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
@@ -366,43 +406,55 @@ for text in test.loc[test["negated"], "text"]:
             )
 path = pd.DataFrame(path)
 print(f"{len(path)} negated adjectives")
-path.mean().to_frame("mean").round(3)
+means = path.mean()
+key_figure(
+    "layer 0: adjective -> 'not' / uniform",
+    means["layer 0: adjective -> 'not'"] / means["uniform weight 1/n"],
+)
+key_figure(
+    "layer 1: received by the adjective / by 'not'",
+    means["layer 1: received by the adjective"] / means["layer 1: received by 'not'"],
+)
+means.to_frame("mean").round(3)
 
 # %%
 # The adjective reads its ``"not"`` in the first layer with several times the
-# uniform weight; in the last layer the adjective, now carrying the
-# negation, receives about three times as much attention as ``"not"``. The raw
-# last-layer map is right about what the output reads and wrong about which
-# words it came from.
+# uniform weight (the ratio printed above; over seeds 0-5 with one thread
+# from 3.5 to 6.1 times). What the last layer does with it depends on the
+# trained model. With seed 0 (one thread) the adjective, now carrying the
+# negation, receives several times as much attention as ``"not"`` in the
+# last layer: the raw last-layer map is then right about what the output
+# reads and wrong about which words it came from. With seeds 1 to 5 the
+# last layer reads ``"not"`` more than the adjective (the second ratio
+# printed above ranged from 0.3 to 0.8): both layers read the negator, and
+# only the first one carries it into the adjective.
 #
 # Checks
 # ------
 #
-# Measured with the default classifier, precision at :math:`k` on the 344
-# test reviews with evidence words: flow 0.821, rollout (mean fusion) 0.820,
-# rollout (max) 0.813, raw layer 0 0.774, rollout without residual 0.754,
-# rollout (min) 0.673, raw layer 1 0.588, chance 0.151. Paired bootstrap
-# 95 % intervals of the differences: rollout minus raw layer 1 [0.19, 0.28],
-# rollout minus raw layer 0 [0.02, 0.07], rollout minus rollout without
-# residual [0.05, 0.09], max minus min fusion [0.10, 0.18]; the thresholds
-# sit below them.
+# The asserts below check the claims of this page, with bars set from the
+# spread of the key figures over several seeds and thread counts (the robustness
+# matrix): every view finds the evidence well above chance; rollout (mean
+# fusion) and flow nearly tie and keep most (at least 90 %) of the first
+# layer's raw precision — they mix in the less informative last layer, so
+# they can fall a few points below it — while clearly beating the last
+# layer's map; dropping the residual term does
+# not help, and min fusion loses to mean fusion; flow is at least rollout
+# everywhere; the adjective reads its ``"not"`` in the first layer.
 
 best = summary["precision"].idxmax()
 precision = summary["precision"]
+rollout_precision = precision["rollout, mean fusion"]
+raw_first, raw_last = precision["raw attention, layer 0"], precision["raw attention, layer 1"]
 print(f"best view: {best} ({precision[best]:.3f}, chance {chance:.3f})")
-assert best.startswith("rollout") or best == "attention flow", summary
-assert precision[best] > chance + 0.5, summary  # measured 0.821 vs 0.151
-assert precision["rollout, mean fusion"] > 4.5 * chance, summary  # measured 5.4x
-assert precision["attention flow"] > 4.5 * chance, summary  # measured 5.4x
-assert precision["rollout, mean fusion"] > precision["raw attention, layer 1"] + 0.15, summary
-assert precision["rollout, mean fusion"] > precision["raw attention, layer 0"], summary
-assert precision["rollout, mean fusion"] > precision["rollout, no residual"] + 0.02, summary
-assert precision["rollout, min fusion"] + 0.07 < min(
-    precision["rollout, mean fusion"], precision["rollout, max fusion"]
-), summary
+assert (precision > 2 * chance).all(), summary
+assert abs(precision["attention flow"] - rollout_precision) < 0.04, summary
+# keeps most of the first layer's precision (mixing in the last layer costs a few points)
+assert rollout_precision > 0.9 * raw_first, summary
+assert rollout_precision > raw_last + 0.04, summary  # clearly better than the last layer's
+assert rollout_precision > precision["rollout, no residual"] - 0.02, summary
+assert precision["rollout, min fusion"] + 0.03 < rollout_precision, summary
 # two layers: flow differs from rollout and is at least rollout everywhere
 assert (F - R).abs().max() > 0.05 and (F >= R - 1e-12).all()
-# the first layer carries "not" into the adjective, the last layer reads the adjective
-means = path.mean()
-assert means["layer 0: adjective -> 'not'"] > 3 * means["uniform weight 1/n"], means
-assert means["layer 1: received by the adjective"] > 2 * means["layer 1: received by 'not'"], means
+# the first layer carries "not" into the adjective
+assert means["layer 0: adjective -> 'not'"] > 2.5 * means["uniform weight 1/n"], means

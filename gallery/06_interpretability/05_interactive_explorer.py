@@ -42,16 +42,16 @@ from attnlib.interpret.maps import capture_attention
 from attnlib.interpret.widgets import classifier_widget
 from attnlib.plotting import plot_attention
 from attnlib.pretrained import sentiment_classifier
+from attnlib.report import key_figure
 from attnlib.tasks import EOS, PAD, algorithmic_batch
-from attnlib.training import Trainer, warmup_cosine_schedule
+from attnlib.training import Trainer, seed_everything, seeded_generator, warmup_cosine_schedule
 from attnlib.transformer import Seq2SeqTransformer
 
-torch.manual_seed(0)
-np.random.seed(0)
+SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 
-sentiment = sentiment_classifier()
+sentiment = sentiment_classifier(seed=SEED)
 model, tokenizer, classes = sentiment.model, sentiment.tokenizer, sentiment.classes
-print(f"test accuracy {sentiment.test_accuracy:.3f}")
+key_figure("test accuracy", sentiment.test_accuracy)
 
 EXAMPLES = {  # sentence -> (what it exercises, the label the grammar gives it)
     "the ending was not bad.": ("negation", "positive"),
@@ -63,29 +63,41 @@ examples = list(EXAMPLES)
 table = predict(model, tokenizer, examples, classes=classes)
 table.insert(1, "kind", [kind for kind, _ in EXAMPLES.values()])
 table.insert(2, "expected", [label for _, label in EXAMPLES.values()])
+key_figure("smallest confidence on the four examples", table["confidence"].min())
 table.drop(columns=["unknown", "truncated"]).round(4)
 
 # %%
-# The static view of this chapter so far: one head (layer 0, head 0), drawn
-# once per sentence with :func:`attnlib.plotting.plot_attention`.
+# The static view of this chapter so far: one head, drawn once per sentence
+# with :func:`attnlib.plotting.plot_attention`. Which head learns what
+# depends on the random initialisation, so we let the author's choice be
+# made the way authors make it: the head whose queries most often read the
+# word that decides each polar example (``not`` of ``not bad``, ``dull``
+# after the ``but``, ``delightful``).
 
-LAYER, HEAD = 0, 0
+DECIDING = ["not", "dull", "delightful"]  # the deciding word of each polar example
+all_maps = [capture_attention(model, sentiment.encode(t), tokenizer=tokenizer) for t in examples]
+hits = sum(  # (layers, heads): queries whose largest weight is on the deciding word
+    (m["encoder"].argmax(-1) == m.labels()[1].index(word)).sum(-1)
+    for m, word in zip(all_maps[:3], DECIDING, strict=True)  # the three polar examples
+)
+LAYER, HEAD = divmod(int(hits.argmax()), hits.shape[1])
+queries = sum(len(m.labels()[0]) for m in all_maps[:3])
+key_figure("queries of the chosen head reading the deciding word", hits.max() / queries)
+
 fig, axes = plt.subplots(2, 2, figsize=(10, 8.5), layout="constrained")
-most_read = {}  # sentence -> the key each query reads most
-for ax, text in zip(axes.flat, examples, strict=True):
-    maps = capture_attention(model, sentiment.encode(text), tokenizer=tokenizer)
+for ax, text, maps in zip(axes.flat, examples, all_maps, strict=True):
     words, head_map = maps.labels()[0], maps.head(None, LAYER, HEAD)
-    most_read[text] = [words[j] for j in head_map.argmax(-1).tolist()]
     plot_attention(head_map, words, words, ax=ax, title=EXAMPLES[text][0], annotate=False)
 fig.suptitle(f"Layer {LAYER}, head {HEAD} of the sentiment classifier, on four chosen reviews")
 plt.show()
 
 # %%
-# In every polar review nearly every query of this head reads one key, the
-# word that decides the label: ``not`` (not ``bad``), ``dull`` (the clause
-# after ``but``, not ``superb``), ``delightful``; the neutral review, which
-# has no such word, spreads over ``average``, ``okay`` and ``and``. A
-# tidy story — about the four sentences and the one head the author chose.
+# Over the three polar reviews most queries of this head read one key, the
+# word that decides the label (the share is printed above): ``not`` (not
+# ``bad``), ``dull`` (the clause after ``but``, not ``superb``),
+# ``delightful``; the neutral review, which has no such word, shows what the
+# head does without one. A tidy story — about the four sentences and the
+# one head the author chose.
 #
 # Type your own sentence
 # ----------------------
@@ -104,11 +116,11 @@ plt.show()
 #   keys);
 # - *Export PNG* and *Export SVG* save the current map as a figure.
 #
-# Things to try: ``the ending was bad.`` (what does head 0 read when there
-# is no ``not``?); the contrast with its clauses swapped; head 3 of layer 0
-# on the contrast, which reads ``but`` and ``superb``; layer 1, where the
-# heads are broader; ``the plot was not not good.``, which the grammar never
-# produces.
+# Things to try: ``the ending was bad.`` (what does the head above read
+# when there is no ``not``?); the contrast with its clauses swapped; the
+# other heads on the contrast — does one of them read ``but``, or the
+# overridden ``superb``?; the other layer; ``the plot was not not good.``,
+# which the grammar never produces.
 
 explorer = ClassifierExplorer(
     model,
@@ -264,11 +276,11 @@ agreement
 SYMBOLS, MAX_LEN, STEPS, BATCH = 10, 8, 300, 64
 LETTERS = ["<pad>", "<s>", "</s>"] + [chr(ord("a") + i) for i in range(SYMBOLS)]
 
-torch.manual_seed(0)
+seed_everything(offset=1)
 sorter = Seq2SeqTransformer(3 + SYMBOLS, 3 + SYMBOLS, 32, 4, 2, 2, 64, dropout=0.0)
 optimizer = torch.optim.Adam(sorter.parameters(), lr=5e-3, betas=(0.9, 0.98))
 src, tgt, _ = algorithmic_batch(
-    "sort", STEPS * BATCH, 3, MAX_LEN, SYMBOLS, generator=torch.Generator().manual_seed(1)
+    "sort", STEPS * BATCH, 3, MAX_LEN, SYMBOLS, generator=seeded_generator(101)
 )
 trainer = Trainer(
     sorter,
@@ -281,13 +293,11 @@ trainer = Trainer(
 trainer.fit(DataLoader(TensorDataset(src, tgt), BATCH, shuffle=True), epochs=1)
 sorter.eval()
 
-src, tgt, _ = algorithmic_batch(
-    "sort", 500, 3, MAX_LEN, SYMBOLS, generator=torch.Generator().manual_seed(7)
-)
+src, tgt, _ = algorithmic_batch("sort", 500, 3, MAX_LEN, SYMBOLS, generator=seeded_generator(107))
 out = greedy_decode(sorter, src, max_len=MAX_LEN + 1)
 n = min(out.shape[1], tgt.shape[1])
 sorted_exactly = float(((out[:, :n] == tgt[:, :n]) | (tgt[:, :n] == PAD)).all(1).float().mean())
-print(f"sorted exactly: {sorted_exactly:.3f} of 500 new sequences")
+key_figure("sorted exactly, 500 new sequences", sorted_exactly)
 
 # how often each cross-attention head's largest weight is on a source letter equal to the
 # letter being written next (teacher forcing, every answer position of the 500 sequences)
@@ -295,19 +305,25 @@ with torch.no_grad(), record_attention(sorter) as record:
     sorter(src, tgt[:, :-1])
 writes = tgt[:, 1:]  # the letter each decoder position writes
 answer = (writes != PAD) & (writes != EOS)  # letters only, not the end token
-lookup = {}
+lookup, some_head = {}, {}
 for layer in range(2):
     cross = record[f"transformer.decoder.layers.{layer}.cross_attn"]  # (B, heads, T, S)
+    read = src.gather(1, cross.argmax(-1).flatten(1)).view(cross.shape[:3])  # (B, heads, T)
+    right = read == writes[:, None]  # the letter read is the one written
     for head in range(4):
-        read = src.gather(1, cross[:, head].argmax(-1))  # (B, T): the letter read
-        lookup[(layer, head)] = float((read == writes)[answer].float().mean())
+        lookup[(layer, head)] = float(right[:, head][answer].float().mean())
+    some_head[layer] = float(right.any(1)[answer].float().mean())
 lookup = pd.Series(lookup, name="reads the letter it writes").rename_axis(["layer", "head"])
+best_layer, best_head = (int(i) for i in lookup.idxmax())
+key_figure("best cross-attention head: reads the letter it writes", lookup.max())
+key_figure("some head of that layer reads it", some_head[best_layer])
 lookup.unstack().round(3)
 
 # %%
-# In the last decoder layer every head puts its largest weight on the letter
-# about to be written most of the time; in the first layer the heads are
-# less decided. Now one sequence, with its letters as labels: the source,
+# The table says, for each head, how often its largest weight is on the
+# letter about to be written; the best head is right at most positions, and
+# at even more positions *some* head of its layer is (both printed above):
+# the heads share the work. Now one sequence, with its letters as labels: the source,
 # and the decoder's inputs (``<s>`` then the letters written so far: the row
 # of ``<s>`` computes the first output letter, the row of each letter the
 # next one). The explorer opens on the cross-attention of the most reliable
@@ -325,7 +341,11 @@ kinds = capture_attention(
     target_labels=written[:-1],
 )
 print(kinds)
-best_layer, best_head = (int(i) for i in lookup.idxmax())
+reads = kinds["cross"][best_layer, best_head, : len(WORD)].argmax(-1)  # one row per letter
+rows = kinds["cross"][best_layer, best_head, : len(WORD)]
+for letter, j, w in zip(written[1:-1], reads.tolist(), rows, strict=True):
+    print(f"writes {letter}: reads {WORD[j]} ({float(w[j]):.2f})", end="; ")
+print()
 sort_explorer = AttentionExplorer(
     kinds,
     title=f"Sorting {' '.join(WORD)}: encoder, decoder and cross-attention",
@@ -340,13 +360,14 @@ sort_explorer
 
 # %%
 # In the cross-attention of that head, read down the rows: the brightest
-# cell jumps around the source in the order ``a b c d e g`` — the sorted word
-# being looked up letter by letter, wherever each letter stands. One row
-# hesitates: the row of ``g``, which must write ``h``, splits its weight
-# between ``g`` and ``j`` (0.39 and 0.38) and gives ``h`` only 0.19. Click
-# head 1 of the same layer: it puts 0.91 on ``h`` there. The heads share the
-# work, which is why the model sorts almost every sequence although no
-# single head is always right. Click *decoder self-attention* to see the
+# cell jumps around the source in sorted order — the sorted word being looked
+# up letter by letter, wherever each letter stands (the line printed above
+# lists, for each letter written, the source letter the head reads most and
+# its weight). Where a row hesitates or reads the wrong letter, click the
+# other heads of the same layer: one of them usually reads the right one.
+# The heads share the work, which is why the model sorts almost every
+# sequence although no single head is always right. Click *decoder
+# self-attention* to see the
 # causal mask, and the encoder's heads to see the source letters looking at
 # each other.
 #
@@ -410,20 +431,20 @@ print(f"quantisation: bound {sort_explorer.max_error:.5f}, largest error {decode
 # Checks
 # ------
 #
-# Measured with this seed: test accuracy 0.988; the four examples get their
-# grammar's label with probability 0.998 or more; the NumPy version of the
-# page's computation matches PyTorch to 8e-7 (attention) and 9e-8
-# (probabilities); the classifier fragment weighs 281 kB (232 kB of it the
-# weights) and the sorter's 5 kB (its maps; the code came with the first
-# explorer); the largest quantisation error is 0.00196,
-# the bound. The sorter sorts 0.998 of new sequences exactly; the best
-# cross-attention head (layer 1, head 0) reads the letter it writes at 0.85
-# of the positions, and at 7 of the 8 letters of the example.
+# The asserts below check the claims of this page, with bars set from the
+# spread of the key figures over several seeds and thread counts (the robustness
+# matrix): the four examples get their grammar's label with high confidence;
+# the chosen head reads the deciding word from most queries of the polar
+# examples; the NumPy version of the page's computation matches PyTorch up
+# to float32 rounding; both fragments are self-contained and small, most of
+# the classifier's being its weights; the quantisation error stays within
+# its bound. The sorter sorts nearly every new sequence and the example
+# word; its best cross-attention head reads the letter it writes at most
+# positions, and some head of its layer at more of them.
 
 assert sentiment.test_accuracy > 0.95, sentiment.test_accuracy
-# the static figure: in the polar examples every query of the head reads the deciding word
-for text, word in zip(examples[:3], ["not", "dull", "delightful"], strict=True):
-    assert set(most_read[text]) == {word}, (text, most_read[text])
+# the static figure: in the polar examples most queries of the head read the deciding word
+assert hits.max() > 0.7 * queries, (hits, queries)
 # each example: the label of the model's own forward pass = predict's = the grammar's
 for text, (_, expected) in EXAMPLES.items():
     with torch.no_grad():
@@ -437,7 +458,7 @@ assert (agreement["page label"] == table["label"]).all()
 assert agreement["max |attention diff|"].max() < 1e-5, agreement
 assert agreement["max |probability diff|"].max() < 1e-5, agreement
 # self-contained fragments: no other host, no external script, modest size
-for html, limit in ((fragment, 330_000), (sort_fragment, 12_000)):  # 281 kB, 5 kB
+for html, limit in ((fragment, 330_000), (sort_fragment, 12_000)):
     assert "http://" not in html and "https://" not in html
     assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)
     assert html.count("attnlibExplorer.mount(") == 1
@@ -449,11 +470,8 @@ assert decode_error <= sort_explorer.max_error + 1e-6, decode_error
 # the sorter: sorts, the explorer's head looks letters up, the decoder is causal
 assert sorted_exactly > 0.95, sorted_exactly
 assert written[1:] == sorted(WORD) + ["</s>"], written
-assert lookup.max() > 0.7, lookup
-reads = kinds["cross"][best_layer, best_head, : len(WORD)].argmax(-1)  # one row per letter
-assert sum(WORD[j] == w for j, w in zip(reads.tolist(), written[1:-1], strict=True)) >= 6
-g_row = kinds["cross"][best_layer, :, written.index("g")]  # (heads, source): writes "h"
-assert int(g_row.max(0).values.argmax()) == WORD.index("h")  # some head reads "h" there
+assert lookup.max() > 0.6, lookup
+assert some_head[best_layer] > lookup.max() + 0.03, (some_head, lookup)  # heads share the work
 assert torch.equal(kinds.mask("decoder"), torch.ones(len(WORD) + 1, len(WORD) + 1).tril().bool())
 assert float(kinds["decoder"].triu(1).abs().max()) == 0.0
 # the snippet for Jupyter calls classifier_widget as it is
