@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,27 @@ def test_matrix_page_shows_passes_and_spreads(monkeypatch):
     assert "**4 of 6 runs passed**" in page
     assert "| 4 / 6 | seed 2/1 thr, seed 2/2 thr |" in page
     assert "| acc | 0.9 – 0.92 | 0.91 | 6 |" in page
+
+
+def test_matrix_never_oversubscribes_and_serves_in_order():
+    from concurrent.futures import ThreadPoolExecutor
+
+    cores = gallery_matrix.Cores(2)
+    started, in_use, peak = [], [0], [0]
+    lock = threading.Lock()
+
+    def job(name, threads):
+        with lock:
+            started.append(name)
+            in_use[0] += threads
+            peak[0] = max(peak[0], in_use[0])
+        time.sleep(0.02)
+        with lock:
+            in_use[0] -= threads
+
+    plan = [("a", 1), ("b", 2), ("c", 1), ("d", 1), ("e", 4), ("f", 1)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(cores.run, t, job, n, min(t, 2)) for n, t in plan]:
+            future.result()
+    assert started == [n for n, _ in plan]  # a run needing both cores is not starved
+    assert peak[0] <= 2

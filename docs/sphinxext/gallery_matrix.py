@@ -147,17 +147,23 @@ class Cores:
     """Hands out CPU cores so that the runs at a time never ask for more
     threads than there are cores: torch's threads spin while they wait, and an
     oversubscribed run can be ten times slower (a run wanting more threads
-    than there are cores gets all of them)."""
+    than there are cores gets all of them). Runs get their cores in the
+    order they asked, so a run that needs every core is not starved by
+    one-core runs that keep taking the core freed before it."""
 
     def __init__(self, total: int):
         self.total, self.free = total, total
+        self.tickets = self.serving = 0
         self.cond = threading.Condition()
 
     def run(self, threads: int, fn, *args):
         need = min(threads, self.total)
         with self.cond:
-            self.cond.wait_for(lambda: self.free >= need)
+            ticket, self.tickets = self.tickets, self.tickets + 1
+            self.cond.wait_for(lambda: self.serving == ticket and self.free >= need)
             self.free -= need
+            self.serving += 1
+            self.cond.notify_all()
         try:
             return fn(*args)
         finally:
@@ -178,6 +184,8 @@ def run_matrix(
     on_run=None,
 ) -> list[Run]:
     tasks = [(t, c) for t in names for c in configs_for(t, seeds, threads, four_threads)]
+    # the one-thread runs first, side by side, then those that take every core
+    tasks.sort(key=lambda task: task[1].threads)
     cores = Cores(cores or os.cpu_count() or 1)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="attnlib-matrix-cache-") as cache:
@@ -234,6 +242,11 @@ def _spread(values: list[float]) -> str:
     return _fmt(lo) if lo == hi else f"{_fmt(lo)} – {_fmt(hi)}"
 
 
+def _seconds(values: list[float]) -> str:
+    lo, hi = round(min(values)), round(max(values))
+    return str(lo) if lo == hi else f"{lo} – {hi}"
+
+
 def _fmt(x: float) -> str:
     if isinstance(x, str):
         return x
@@ -266,11 +279,12 @@ def render_markdown(results: dict) -> str:
         one = [r["seconds"] for r in rs if r["threads"] == 1]
         lines.append(
             f"| [{name}](#{_anchor(name)}) | {len(ok)} / {len(rs)} | {', '.join(bad) or '—'} "
-            f"| {_spread(one) if one else '—'} |"
+            f"| {_seconds(one) if one else '—'} |"
         )
     lines.append("")
     for name, rs in by_tutorial.items():
-        lines += [f"({_anchor(name)})=", f"### {name}", ""]
+        label = "sphx_glr_auto_gallery_" + name.replace("/", "_")
+        lines += [f"({_anchor(name)})=", f"### {name}", "", f"The tutorial: {{ref}}`{label}`.", ""]
         configs = sorted({(r["seed"], r["threads"]) for r in rs})
         lines.append(
             "Configurations (seed / threads): "
