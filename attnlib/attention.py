@@ -2,8 +2,9 @@
 
 Every module subclasses :class:`AttentionModule` and its ``forward`` returns
 ``(output, weights)``; that shared base is what :func:`attnlib.capture.record_attention`
-looks for. Single-head modules take ``query (batch, Lq, Dq)``, ``key (batch, Lk, Dk)``,
-``value (batch, Lk, Dv)`` and return weights ``(batch, Lq, Lk)``;
+looks for. ``forward`` checks its inputs once and then calls the unchecked cores
+of :mod:`attnlib.functional`. Single-head modules take ``query (B, Lq, Dq)``,
+``key (B, Lk, Dk)``, ``value (B, Lk, Dv)`` and return weights ``(B, Lq, Lk)``;
 :class:`MultiHeadAttention` returns weights ``(batch, heads, Lq, Lk)``.
 Masks are boolean, ``True`` = may attend (see :mod:`attnlib.masks`).
 """
@@ -47,7 +48,16 @@ _LAYOUT = {
 }
 
 
-def _check_inputs(query: Tensor, key: Tensor, value: Tensor, dq: int, dk: int | None) -> None:
+def _check_inputs(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    dq: int,
+    dk: int | None,
+    mask: Tensor | None = None,
+) -> None:
+    """The checks of a single-head layer's ``forward``: shapes, and the mask
+    against the scores ``(batch, Lq, Lk)``."""
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_rank(x, name, (3,), _LAYOUT[name])
     check_size(query, "query", -1, dq, "query features")
@@ -63,6 +73,9 @@ def _check_inputs(query: Tensor, key: Tensor, value: Tensor, dq: int, dk: int | 
             f"key: expected batch size {query.shape[0]} like query, "
             f"got shape {shape_str(key.shape)}"
         )
+    if mask is not None:
+        scores = (query.shape[0], query.shape[1], key.shape[1])
+        check_mask(mask, "mask", scores, "(the scores' shape)", query.dtype)
 
 
 class AttentionModule(nn.Module):
@@ -159,15 +172,17 @@ class AdditiveAttention(AttentionModule):
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
         """Scores ``(batch, Lq, Lk)``."""
-        return AF.additive_score(
-            query, key, self.w_query.weight.T, self.w_key.weight.T, self.v.weight[0]
-        )
+        return AF.additive_score(*self._score_args(query, key))
+
+    def _score_args(self, query: Tensor, key: Tensor) -> tuple[Tensor, ...]:
+        return query, key, self.w_query.weight.T, self.w_key.weight.T, self.v.weight[0]
 
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.query_dim, self.key_dim)
-        return AF.attend(self.scores(query, key), value, mask, self.dropout, self.training)
+        _check_inputs(query, key, value, self.query_dim, self.key_dim, mask)
+        scores = AF._additive(*self._score_args(query, key))  # (B, Lq, Lk)
+        return AF._attend(scores, value, mask, self.dropout, self.training)
 
 
 class LuongAttention(AttentionModule):
@@ -232,11 +247,20 @@ class LuongAttention(AttentionModule):
             return AF.general_score(query, key, self.weight)
         return AF.concat_score(query, key, self.weight, self.v)
 
+    def _scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """:meth:`scores` for inputs already checked."""
+        if self.method == "dot":
+            return AF._dot(query, key)
+        if self.method == "general":
+            return AF._general(query, key, self.weight)
+        return AF._concat(query, key, self.weight, self.v)
+
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.query_dim, self.key_dim)
-        return AF.attend(self.scores(query, key), value, mask, self.dropout, self.training)
+        _check_inputs(query, key, value, self.query_dim, self.key_dim, mask)
+        scores = self._scores(query, key)  # (B, Lq, Lk)
+        return AF._attend(scores, value, mask, self.dropout, self.training)
 
     def extra_repr(self) -> str:
         return f"query_dim={self.query_dim}, key_dim={self.key_dim}, method={self.method!r}"
@@ -279,8 +303,8 @@ class ContentBasedAttention(AttentionModule):
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.dim, self.dim)
-        return AF.attend(self.scores(query, key), value, mask)
+        _check_inputs(query, key, value, self.dim, self.dim, mask)
+        return AF._attend(AF._cosine(query, key, self.beta), value, mask)
 
 
 class LocationBasedAttention(AttentionModule):
@@ -315,8 +339,14 @@ class LocationBasedAttention(AttentionModule):
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.query_dim, None)
-        return AF.attend(self.scores(query, key), value, mask)
+        _check_inputs(query, key, value, self.query_dim, None, mask)
+        check_positive_int(key.shape[-2], "num_keys")
+        if key.shape[-2] > self.weight.shape[1]:
+            raise ValueError(
+                f"num_keys: expected at most {self.weight.shape[1]} (the weight's max_keys), "
+                f"got {key.shape[-2]}"
+            )
+        return AF._attend(AF._location(query, self.weight, key.shape[-2]), value, mask)
 
 
 class LocalAttention(AttentionModule):
@@ -362,6 +392,8 @@ class LocalAttention(AttentionModule):
     ) -> None:
         super().__init__()
         self.mode = check_choice(mode, "mode", ("local-m", "local-p"))
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ValueError(f"window: expected a non-negative integer, got {window!r}")
         self.window = window
         self.score = LuongAttention(query_dim, key_dim, method="general")
         self.query_dim = query_dim
@@ -394,9 +426,15 @@ class LocalAttention(AttentionModule):
         positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         _check_inputs(query, key, value, self.query_dim, self.score.key_dim)
-        scores = self.score.scores(query, key)  # (B, Lq, Lk)
+        if mask is not None:
+            check_mask(mask, "mask", (*query.shape[:2], key.shape[1]), "(batch, query, key)")
+            if mask.dtype != torch.bool:
+                raise TypeError(
+                    f"mask: expected dtype torch.bool for local attention, got {mask.dtype}"
+                )
+        scores = self.score._scores(query, key)  # (B, Lq, Lk)
         center = self.centers(query, key, mask, positions)  # (B, Lq)
-        return AF.local_attention(
+        return AF._local_attention(
             scores, value, center, self.window, mask, gaussian=self.mode == "local-p"
         )
 
@@ -447,11 +485,10 @@ class HardAttention(AttentionModule):
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.score.query_dim, self.score.key_dim)
+        _check_inputs(query, key, value, self.score.query_dim, self.score.key_dim, mask)
         mode = self.mode if self.training else "argmax"
-        return AF.hard_attention(
-            self.scores(query, key), value, mask, mode=mode, estimator=self.estimator
-        )
+        scores = self.score._scores(query, key)  # (B, Lq, Lk)
+        return AF._hard_attention(scores, value, mask, mode, self.estimator)
 
 
 @dataclass
@@ -502,6 +539,14 @@ class MultiHeadAttention(AttentionModule):
     The same computation and parameters as :class:`torch.nn.MultiheadAttention`
     (use :meth:`from_torch` to copy them), with attnlib's mask convention and
     per-head weights.
+
+    **Fast path.** With ``need_weights=False`` the layer returns ``(output,
+    None)`` and runs PyTorch's fused kernel
+    (:func:`torch.nn.functional.scaled_dot_product_attention`), which never
+    stores the ``(Lq, Lk)`` weights: the same output to float precision, less
+    time and memory. The Transformer layers of :mod:`attnlib.transformer` ask
+    for no weights; :func:`attnlib.capture.record_attention` and a
+    ``weights_hook`` switch the weights back on, so every tool still sees them.
 
     Parameters
     ----------
@@ -575,42 +620,42 @@ class MultiHeadAttention(AttentionModule):
         mask: Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
-    ) -> tuple[Tensor, Tensor]:
+        *,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend; with a :class:`KVCache`, reuse the keys and values already
-        projected (see :class:`KVCache`)."""
+        projected (see :class:`KVCache`). ``need_weights=False``: the fast
+        path, weights ``None`` (see the class docstring)."""
         if not self.batch_first:
             for name, x in (("query", query), ("key", key), ("value", value)):
                 check_rank(x, name, (3,), "(length, batch, features)")
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         _check_inputs(query, key, value, self.embed_dim, self.kdim)
         check_size(value, "value", -1, self.vdim, "value features (vdim)")
-        q = AF.split_heads(self.q_proj(query), self.num_heads)  # (B, H, Lq, d)
+        if mask is not None:
+            past = len(cache) if cache is not None and not cache.static else 0  # cached keys
+            target = (query.shape[0], self.num_heads, query.shape[1], past + key.shape[1])
+            check_mask(mask, "mask", target, "(batch, heads, query, key)", query.dtype)
+        q = AF._split_heads(self.q_proj(query), self.num_heads)  # (B, H, Lq, D/H)
         if cache is not None and cache.static and cache.key is not None:
             k, v = cache.key, cache.value  # cross-attention: the memory's projections
         else:
-            k = AF.split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, d)
-            v = AF.split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, d)
+            k = AF._split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, D/H)
+            v = AF._split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, D/H)
             if cache is not None:
-                k, v = cache.update(k, v)  # (B, H, T_past + Lk, d)
-        if mask is not None:
-            target = (*q.shape[:3], k.shape[2])
-            check_mask(mask, "mask", target, "(batch, heads, query, key)", q.dtype)
-        out, weights = AF.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout,
-            is_causal=is_causal,
-            training=self.training,
-        )
+                k, v = cache.update(k, v)  # (B, H, past + Lk, D/H)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights or self.weights_hook is not None:
+            out, weights = AF._sdpa(q, k, v, mask, dropout, is_causal)
+        else:
+            out, weights = AF._fused_attention(q, k, v, mask, dropout, is_causal), None
         if self.weights_hook is not None:  # replace the weights, then attend with them
             weights = self.weights_hook(weights)
-            out = weights.to(v.dtype) @ v  # (B, H, Lq, d)
-        out = self.out_proj(AF.merge_heads(out))  # (B, Lq, E)
+            out = weights.to(v.dtype) @ v  # (B, H, Lq, D/H)
+        out = self.out_proj(AF._merge_heads(out))  # (B, Lq, D)
         if not self.batch_first:
             out = out.transpose(0, 1)
-        return out, weights  # weights: (B, H, Lq, Lk)
+        return out, weights  # weights: (B, H, Lq, Lk) or None
 
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:

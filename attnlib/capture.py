@@ -10,7 +10,10 @@ measures of the interpretability chapter build on it)::
 
 It works on any model built from :class:`attnlib.attention.AttentionModule`
 layers: forward hooks read the ``weights`` half of their ``(output, weights)``
-return value. The hooks are removed when the ``with`` block ends, so the model
+return value. Layers called with ``need_weights=False`` (the fused fast path
+of :class:`~attnlib.attention.MultiHeadAttention`, which the Transformer
+layers take) compute their weights while they are recorded: a pre-hook
+switches ``need_weights`` on. The hooks are removed when the ``with`` block ends, so the model
 keeps no reference to any tensor; the record holds them until you drop it.
 """
 
@@ -124,11 +127,14 @@ def record_attention(
 
         return hook
 
-    handles = [
-        module.register_forward_hook(make_hook(name))
-        for name, module in model.named_modules()
-        if isinstance(module, types)
-    ]
+    def want_weights(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if kwargs.get("need_weights") is False:
+            kwargs = {**kwargs, "need_weights": True}
+        return args, kwargs
+
+    watched = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
+    handles = [m.register_forward_pre_hook(want_weights, with_kwargs=True) for _, m in watched]
+    handles += [m.register_forward_hook(make_hook(n)) for n, m in watched]
     try:
         yield record
     finally:

@@ -1,12 +1,20 @@
 """Decoding: greedy, beam search and sampling, batched, with a key/value cache.
 
-Every decoder works on a :class:`attnlib.transformer.Seq2SeqTransformer` or a
-recurrent :class:`attnlib.seq2seq.Seq2Seq` (given ``src``), or on a
-:class:`attnlib.transformer.DecoderLM` (given a ``prompt``). With
+Every decoder works on any :class:`attnlib.models.SequenceModel`: an
+encoder-decoder (:class:`~attnlib.transformer.Seq2SeqTransformer`, the
+recurrent :class:`~attnlib.seq2seq.Seq2Seq`), given ``src``, or a language
+model (:class:`~attnlib.transformer.DecoderLM`), given a ``prompt``. The model
+supplies a :class:`~attnlib.models.DecodingState` that feeds it tokens. With
 ``use_cache=True`` each step feeds only the newest token and reuses the keys
-and values of the earlier ones
-(:class:`attnlib.attention.KVCache`); with ``use_cache=False`` it re-runs the
-whole prefix, which gives the same tokens and is slower as the output grows.
+and values of the earlier ones (:class:`attnlib.attention.KVCache`); with
+``use_cache=False`` it re-runs the whole prefix, which gives the same tokens
+and is slower as the output grows. A recurrent decoder always carries its
+state.
+
+Every decoder returns the prefix (BOS or the prompt) followed by the
+generated tokens; after its EOS a row is filled with ``eos_idx``. To see
+where the model looked while it generated, wrap the call in
+:func:`attnlib.capture.record_attention`.
 """
 
 from __future__ import annotations
@@ -15,57 +23,36 @@ import torch
 from torch import Tensor
 
 from ._checks import check_positive_int
-from .seq2seq import Seq2Seq
-from .transformer import DecoderLM, Seq2SeqTransformer
+from .models import SequenceModel
 
 __all__ = ["greedy_decode", "sample_decode", "beam_search"]
 
 
 class _Stepper:
-    """Feeds tokens to a model one step at a time, with or without a cache."""
+    """The prefix generated so far, fed to the model's decoding state."""
 
     def __init__(self, model, src: Tensor | None, prefix: Tensor, use_cache: bool) -> None:
-        self.model, self.use_cache = model, use_cache
-        self.prefix = prefix  # (N, T) every token so far
-        if isinstance(model, Seq2Seq):
-            # a recurrent decoder carries its state: it always feeds only new tokens
-            if src is None:
-                raise ValueError("src: expected source token ids for an encoder-decoder model")
-            self.memory, self.src_mask, self.state = model.encode(src)
-            self.use_cache, self.cache = True, None
-        elif isinstance(model, Seq2SeqTransformer):
-            if src is None:
-                raise ValueError("src: expected source token ids for an encoder-decoder model")
-            self.memory, self.src_mask = model.encode(src)
-            self.cache = model.transformer.decoder.new_cache() if use_cache else None
-        elif isinstance(model, DecoderLM):
-            self.cache = model.new_cache() if use_cache else None
-        else:
+        if not isinstance(model, SequenceModel):
             raise TypeError(
-                "model: expected a Seq2SeqTransformer, a Seq2Seq or a DecoderLM, "
-                f"got {type(model).__name__}"
+                "model: expected a Seq2SeqTransformer, a Seq2Seq or a DecoderLM "
+                f"(an attnlib.models.SequenceModel), got {type(model).__name__}"
             )
-        self.fed = 0  # how many prefix tokens the cache holds
+        if model.needs_source and src is None:
+            raise ValueError("src: expected source token ids for an encoder-decoder model")
+        self.state = model.start_decoding(src, use_cache)
+        self.incremental = use_cache or self.state.incremental
+        self.prefix = prefix  # (N, T) every token so far
+        self.fed = 0  # how many prefix tokens the state has seen
 
     def logits(self) -> Tensor:
         """Next-token logits ``(N, V)`` after the current prefix."""
-        new = self.prefix[:, self.fed :] if self.use_cache else self.prefix
-        if isinstance(self.model, Seq2Seq):
-            for t in range(self.fed, self.prefix.shape[1]):
-                logits, self.state, _ = self.model.decoder.step(
-                    self.prefix[:, t], self.state, self.memory, self.src_mask, t
-                )
-            out = logits[:, None]  # (N, 1, V)
-        elif isinstance(self.model, Seq2SeqTransformer):
-            out = self.model.decode(new, self.memory, self.src_mask, self.cache)
-        else:
-            out = self.model(new, self.cache)
-        if self.use_cache:
-            self.fed = self.prefix.shape[1]
+        start = self.fed if self.incremental else 0
+        out = self.state.feed(self.prefix[:, start:], start)  # (N, t, V)
+        self.fed = self.prefix.shape[1]
         logits = out[:, -1]  # (N, V)
-        if isinstance(self.model, Seq2SeqTransformer | Seq2Seq):
-            # never generate padding: the decoder would then mask it out of its own input
-            logits = logits.index_fill(-1, torch.tensor([self.model.pad_idx]), float("-inf"))
+        banned = self.state.banned_token
+        if banned is not None:
+            logits = logits.index_fill(-1, torch.tensor([banned]), float("-inf"))
         return logits
 
     def append(self, tokens: Tensor) -> None:
@@ -73,12 +60,7 @@ class _Stepper:
 
     def reorder(self, index: Tensor) -> None:
         self.prefix = self.prefix[index]
-        if isinstance(self.model, Seq2SeqTransformer | Seq2Seq):
-            self.memory, self.src_mask = self.memory[index], self.src_mask[index]
-        if isinstance(self.model, Seq2Seq):
-            self.state = self.state[index]
-        for layer_cache in self.cache or []:
-            layer_cache.reorder(index)
+        self.state.reorder(index)
 
 
 def _start(model, src, prompt, bos_idx) -> tuple[Tensor | None, Tensor]:
@@ -104,7 +86,7 @@ def greedy_decode(
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : attnlib.models.SequenceModel
         A :class:`~attnlib.transformer.Seq2SeqTransformer`, a
         :class:`~attnlib.seq2seq.Seq2Seq` or a :class:`~attnlib.transformer.DecoderLM`.
     src : Tensor, optional

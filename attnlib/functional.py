@@ -1,6 +1,10 @@
 """Attention as functions: scores, the masked softmax, and the attention variants.
 
-Every attention function returns ``(output, weights)``. Masks follow
+Every public function checks its inputs once, at the boundary, and then calls
+an unchecked core (the functions whose names start with ``_``), which reads
+like the formula; the modules of :mod:`attnlib.attention` check their own
+inputs and call the same cores. Every attention function returns
+``(output, weights)``. Masks follow
 :mod:`attnlib.masks`: boolean, ``True`` = may attend, or floating and added to
 the scores. A query whose keys are all masked gets **zero weights and a zero
 output**, never NaN (a plain softmax, and
@@ -57,7 +61,7 @@ __all__ = [
 _QK_LAYOUT = "(..., length, features)"
 
 
-def _check_qk(query: Tensor, key: Tensor) -> None:
+def _check_qk(query: Tensor, key: Tensor, same_features: bool = False) -> None:
     check_tensor(query, "query")
     check_tensor(key, "key")
     if query.dim() < 2:
@@ -71,6 +75,11 @@ def _check_qk(query: Tensor, key: Tensor) -> None:
             f"got shape {shape_str(key.shape)}"
         )
     check_same_leading(query, "query", key, "key", "batch dimensions")
+    if same_features and query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"key: expected feature size {query.shape[-1]} (the query's), "
+            f"got shape {shape_str(key.shape)}"
+        )
 
 
 def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
@@ -109,13 +118,12 @@ def dot_score(query: Tensor, key: Tensor) -> Tensor:
     - query: ``(..., Lq, D)``; key: ``(..., Lk, D)``
     - output: ``(..., Lq, Lk)``
     """
-    _check_qk(query, key)
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"key: expected feature size {query.shape[-1]} (the query's), "
-            f"got shape {shape_str(key.shape)}"
-        )
-    return query @ key.transpose(-2, -1)
+    _check_qk(query, key, same_features=True)
+    return _dot(query, key)
+
+
+def _dot(query: Tensor, key: Tensor) -> Tensor:
+    return query @ key.transpose(-2, -1)  # (..., Lq, D) @ (..., D, Lk) -> (..., Lq, Lk)
 
 
 def scaled_dot_score(query: Tensor, key: Tensor, scale: float | None = None) -> Tensor:
@@ -131,8 +139,13 @@ def scaled_dot_score(query: Tensor, key: Tensor, scale: float | None = None) -> 
     - query: ``(..., Lq, D)``; key: ``(..., Lk, D)``
     - output: ``(..., Lq, Lk)``
     """
+    _check_qk(query, key, same_features=True)
+    return _scaled_dot(query, key, scale)
+
+
+def _scaled_dot(query: Tensor, key: Tensor, scale: float | None = None) -> Tensor:
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    return dot_score(query, key) * scale
+    return _dot(query, key) * scale
 
 
 def general_score(query: Tensor, key: Tensor, weight: Tensor) -> Tensor:
@@ -150,7 +163,11 @@ def general_score(query: Tensor, key: Tensor, weight: Tensor) -> Tensor:
             f"weight: expected shape ({query.shape[-1]}, {key.shape[-1]}) "
             f"(query features, key features), got {shape_str(weight.shape)}"
         )
-    return (query @ weight) @ key.transpose(-2, -1)
+    return _general(query, key, weight)
+
+
+def _general(query: Tensor, key: Tensor, weight: Tensor) -> Tensor:
+    return _dot(query @ weight, key)  # (..., Lq, Dk) @ (..., Dk, Lk)
 
 
 def additive_score(
@@ -177,6 +194,10 @@ def additive_score(
                 f"{name}: expected shape ({d}, {hidden}) (features, hidden), "
                 f"got {shape_str(w.shape)}"
             )
+    return _additive(query, key, w_query, w_key, v)
+
+
+def _additive(query: Tensor, key: Tensor, w_query: Tensor, w_key: Tensor, v: Tensor) -> Tensor:
     q = (query @ w_query).unsqueeze(-2)  # (..., Lq, 1, H)
     k = (key @ w_key).unsqueeze(-3)  # (..., 1, Lk, H)
     return torch.tanh(q + k) @ v  # (..., Lq, Lk)
@@ -198,6 +219,11 @@ def concat_score(query: Tensor, key: Tensor, weight: Tensor, v: Tensor) -> Tenso
     check_rank(weight, "weight", (2,), "(query features + key features, hidden)")
     dq, dk = query.shape[-1], key.shape[-1]
     check_size(weight, "weight", 0, dq + dk, "query features + key features")
+    return _concat(query, key, weight, v)
+
+
+def _concat(query: Tensor, key: Tensor, weight: Tensor, v: Tensor) -> Tensor:
+    dq, dk = query.shape[-1], key.shape[-1]
     lq, lk = query.shape[-2], key.shape[-2]
     pairs = torch.cat(  # (..., Lq, Lk, Dq + Dk)
         [
@@ -221,9 +247,14 @@ def cosine_score(query: Tensor, key: Tensor, beta: float | Tensor = 1.0) -> Tens
       broadcastable to ``(..., Lq, 1)``
     - output: ``(..., Lq, Lk)``
     """
+    _check_qk(query, key, same_features=True)
+    return _cosine(query, key, beta)
+
+
+def _cosine(query: Tensor, key: Tensor, beta: float | Tensor) -> Tensor:
     q = F.normalize(query, dim=-1, eps=1e-8)
     k = F.normalize(key, dim=-1, eps=1e-8)
-    return beta * dot_score(q, k)
+    return beta * _dot(q, k)
 
 
 def location_score(query: Tensor, weight: Tensor, num_keys: int) -> Tensor:
@@ -245,7 +276,11 @@ def location_score(query: Tensor, weight: Tensor, num_keys: int) -> Tensor:
         raise ValueError(
             f"num_keys: expected at most {weight.shape[1]} (the weight's max_keys), got {num_keys}"
         )
-    return query @ weight[:, :num_keys]
+    return _location(query, weight, num_keys)
+
+
+def _location(query: Tensor, weight: Tensor, num_keys: int) -> Tensor:
+    return query @ weight[:, :num_keys]  # (..., Lq, D) @ (D, Lk)
 
 
 # -- from scores to weights and outputs -----------------------------------------
@@ -273,9 +308,18 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     - output: same as ``scores``
     """
     check_tensor(scores, "scores")
+    _check_scores_mask(scores, mask)
+    return _masked_softmax(scores, mask, dim)
+
+
+def _check_scores_mask(scores: Tensor, mask: Tensor | None) -> None:
+    if mask is not None:
+        check_mask(mask, "mask", scores.shape, "(the scores' shape)", scores.dtype)
+
+
+def _masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
     if mask is None:
         return torch.softmax(scores, dim=dim)
-    check_mask(mask, "mask", scores.shape, "(the scores' shape)", scores.dtype)
     if mask.dtype == torch.bool:
         allowed = mask.expand_as(scores)
     else:
@@ -324,9 +368,21 @@ def attend(
     - output: ``(..., Lq, Dv)``; weights: ``(..., Lq, Lk)``
     """
     _check_values_for(scores, value)
-    weights = masked_softmax(scores, mask)
+    check_tensor(scores, "scores")
+    _check_scores_mask(scores, mask)
+    return _attend(scores, value, mask, dropout_p, training)
+
+
+def _attend(
+    scores: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    training: bool = True,
+) -> tuple[Tensor, Tensor]:
+    weights = _masked_softmax(scores, mask)  # (..., Lq, Lk)
     used = F.dropout(weights, dropout_p, training) if dropout_p > 0 else weights
-    return used @ value, weights
+    return used @ value, weights  # (..., Lq, Dv), (..., Lq, Lk)
 
 
 def scaled_dot_product_attention(
@@ -338,7 +394,9 @@ def scaled_dot_product_attention(
     is_causal: bool = False,
     scale: float | None = None,
     training: bool = True,
-) -> tuple[Tensor, Tensor]:
+    *,
+    need_weights: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     r"""Scaled dot-product attention, returning the weights too.
 
     .. math::
@@ -365,11 +423,16 @@ def scaled_dot_product_attention(
         Score scale, default :math:`1/\sqrt{d_k}`.
     training : bool
         Whether dropout is active.
+    need_weights : bool
+        ``False``: skip the weights (returned as ``None``) and run PyTorch's
+        fused kernel, which never stores the ``(Lq, Lk)`` matrix; the output
+        is the same to float precision, and still zero for a query with no
+        allowed key.
 
     Returns
     -------
     output : Tensor
-    weights : Tensor
+    weights : Tensor or None
 
     Shape
     -----
@@ -384,19 +447,83 @@ def scaled_dot_product_attention(
     (torch.Size([2, 4, 5, 8]), torch.Size([2, 4, 5, 5]))
     """
     _check_qkv(query, key, value)
-    scores = scaled_dot_score(query, key, scale)  # (..., Lq, Lk)
-    mask = attn_mask
-    if mask is not None:
-        check_mask(mask, "attn_mask", scores.shape, "(..., query, key)", scores.dtype)
+    if attn_mask is not None:
+        target = (*query.shape[:-1], key.shape[-2])
+        check_mask(attn_mask, "attn_mask", target, "(..., query, key)", query.dtype)
+    if not need_weights:
+        out = _fused_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, training)
+        return out, None
+    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, training)
+
+
+def _with_causal(mask: Tensor | None, lq: int, lk: int, device) -> Tensor:
+    """``mask`` combined with the causal mask ``(Lq, Lk)``."""
+    causal = causal_mask(lq, lk, device=device)
+    if mask is None:
+        return causal
+    if mask.dtype == torch.bool:
+        return mask & causal
+    return torch.where(causal, mask, float("-inf"))
+
+
+def _sdpa(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    training: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The core of :func:`scaled_dot_product_attention`, unchecked: the formula."""
+    scores = _scaled_dot(query, key, scale)  # (..., Lq, Lk)
     if is_causal:
-        causal = causal_mask(query.shape[-2], key.shape[-2], device=query.device)
-        if mask is None:
-            mask = causal
-        elif mask.dtype == torch.bool:
-            mask = mask & causal
+        mask = _with_causal(mask, query.shape[-2], key.shape[-2], query.device)
+    return _attend(scores, value, mask, dropout_p, training)
+
+
+def _fused_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    training: bool = True,
+) -> Tensor:
+    """:func:`_sdpa`'s output from PyTorch's fused kernel (no weights), unchecked.
+
+    A query with no allowed key gets a zero output (and zero gradients), as
+    in :func:`_sdpa`: such rows are given one key for the kernel, whatever
+    PyTorch's version does with empty rows, and their output is zeroed.
+    """
+    if is_causal and (mask is not None or query.shape[-2] != key.shape[-2]):
+        mask, is_causal = _with_causal(mask, query.shape[-2], key.shape[-2], query.device), False
+    empty = None
+    if mask is not None:
+        allowed = mask if mask.dtype == torch.bool else ~torch.isneginf(mask)
+        empty = ~allowed.any(-1, keepdim=True)  # (..., Lq, 1): no key allowed
+        if bool(empty.any()):
+            first_key = torch.arange(mask.shape[-1], device=mask.device) == 0
+            mask = (
+                mask | (empty & first_key)
+                if mask.dtype == torch.bool
+                else mask.masked_fill(empty & first_key, 0.0)
+            )
         else:
-            mask = torch.where(causal, mask, float("-inf"))
-    return attend(scores, value, mask, dropout_p, training)
+            empty = None
+    out = F.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=mask,
+        dropout_p=dropout_p if training else 0.0,
+        is_causal=is_causal,
+        scale=scale,
+    )
+    return out if empty is None else out.masked_fill(empty, 0.0)
 
 
 def calculate_attention_weights(
@@ -424,17 +551,27 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     """``(batch, length, heads * d)`` -> ``(batch, heads, length, d)``."""
     check_rank(x, "x", (3,), "(batch, length, features)")
     check_positive_int(num_heads, "num_heads")
+    if x.shape[-1] % num_heads:
+        raise ValueError(
+            f"num_heads: expected a divisor of the feature size {x.shape[-1]}, got {num_heads}"
+        )
+    return _split_heads(x, num_heads)
+
+
+def _split_heads(x: Tensor, num_heads: int) -> Tensor:
     b, n, e = x.shape
-    if e % num_heads:
-        raise ValueError(f"num_heads: expected a divisor of the feature size {e}, got {num_heads}")
-    return x.view(b, n, num_heads, e // num_heads).transpose(1, 2)  # (B, H, L, d)
+    return x.view(b, n, num_heads, e // num_heads).transpose(1, 2)  # (B, H, L, D/H)
 
 
 def merge_heads(x: Tensor) -> Tensor:
     """``(batch, heads, length, d)`` -> ``(batch, length, heads * d)``."""
     check_rank(x, "x", (4,), "(batch, heads, length, head features)")
+    return _merge_heads(x)
+
+
+def _merge_heads(x: Tensor) -> Tensor:
     b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
+    return x.transpose(1, 2).reshape(b, n, h * d)  # (B, H, L, D/H) -> (B, L, D)
 
 
 def multi_head_attention(
@@ -485,14 +622,14 @@ def multi_head_attention(
                 f"num_heads: expected a divisor of the {name} feature size "
                 f"{x.shape[-1]}, got {num_heads}"
             )
-    q = split_heads(query, num_heads)  # (B, H, Lq, d)
-    k = split_heads(key, num_heads)  # (B, H, Lk, d)
-    v = split_heads(value, num_heads)  # (B, H, Lk, dv)
     if mask is not None:
-        target = (q.shape[0], num_heads, q.shape[2], k.shape[2])
-        check_mask(mask, "mask", target, "(batch, heads, query, key)", q.dtype)
-    out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return merge_heads(out), weights  # (B, Lq, Ev), (B, H, Lq, Lk)
+        target = (query.shape[0], num_heads, query.shape[1], key.shape[1])
+        check_mask(mask, "mask", target, "(batch, heads, query, key)", query.dtype)
+    q = _split_heads(query, num_heads)  # (B, H, Lq, D/H)
+    k = _split_heads(key, num_heads)  # (B, H, Lk, D/H)
+    v = _split_heads(value, num_heads)  # (B, H, Lk, Dv/H)
+    out, weights = _sdpa(q, k, v, mask)
+    return _merge_heads(out), weights  # (B, Lq, Dv), (B, H, Lq, Lk)
 
 
 # -- hard attention ----------------------------------------------------------------
@@ -534,7 +671,21 @@ def hard_attention(
     """
     check_choice(mode, "mode", ("argmax", "sample"))
     check_choice(estimator, "estimator", ("straight_through", "reinforce"))
-    soft = masked_softmax(scores, mask)  # (..., Lq, Lk)
+    check_tensor(scores, "scores")
+    _check_scores_mask(scores, mask)
+    _check_values_for(scores, value)
+    return _hard_attention(scores, value, mask, mode, estimator, generator)
+
+
+def _hard_attention(
+    scores: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    mode: str,
+    estimator: str,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    soft = _masked_softmax(scores, mask)  # (..., Lq, Lk)
     any_allowed = soft.sum(-1, keepdim=True) > 0
     if mode == "argmax":
         idx = soft.argmax(-1)
@@ -547,8 +698,7 @@ def hard_attention(
         # (soft - soft.detach()) is exactly 0 in the forward pass, so the
         # weights stay exactly one-hot; its gradient is the softmax's.
         hard = (soft - soft.detach()) + hard
-    _check_values_for(scores, value)
-    return hard @ value, hard
+    return hard @ value, hard  # (..., Lq, Dv), (..., Lq, Lk)
 
 
 def hard_attention_log_prob(scores: Tensor, weights: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -637,22 +787,34 @@ def local_attention(
         )
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ValueError(f"window: expected a non-negative integer, got {window!r}")
-    positions = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
-    distance = positions - center.to(scores.dtype)[..., None]  # (B, Lq, Lk)
-    in_window = distance.abs() <= window
     if mask is not None:
         check_mask(mask, "mask", scores.shape, "(batch, query, key)")
         if mask.dtype != torch.bool:
             raise TypeError(
                 f"mask: expected dtype torch.bool for local attention, got {mask.dtype}"
             )
+    _check_values_for(scores, value)
+    return _local_attention(scores, value, center, window, mask, gaussian)
+
+
+def _local_attention(
+    scores: Tensor,
+    value: Tensor,
+    center: Tensor,
+    window: int,
+    mask: Tensor | None,
+    gaussian: bool,
+) -> tuple[Tensor, Tensor]:
+    positions = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
+    distance = positions - center.to(scores.dtype)[..., None]  # (B, Lq, Lk)
+    in_window = distance.abs() <= window
+    if mask is not None:
         in_window = in_window & mask
-    weights = masked_softmax(scores, in_window)
+    weights = _masked_softmax(scores, in_window)
     if gaussian:
         sigma = max(window, 1) / 2
         weights = weights * torch.exp(-(distance**2) / (2 * sigma**2))
-    _check_values_for(scores, value)
-    return weights @ value, weights
+    return weights @ value, weights  # (B, Lq, Dv), (B, Lq, Lk)
 
 
 def sliding_window_attention(
@@ -662,13 +824,13 @@ def sliding_window_attention(
     window: int,
     *,
     causal: bool = False,
-    attn_mask: Tensor | None = None,
+    mask: Tensor | None = None,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Scaled dot-product attention restricted to ``|i - j| <= window``.
 
     The band of :func:`attnlib.masks.sliding_window_mask` (Beltagy et al.,
-    2020), combined with ``attn_mask`` if given.
+    2020), combined with ``mask`` (boolean or additive) if given.
 
     Shape
     -----
@@ -679,12 +841,13 @@ def sliding_window_attention(
     band = sliding_window_mask(
         query.shape[-2], key.shape[-2], window=window, causal=causal, device=query.device
     )
-    mask = band
-    if attn_mask is not None:
+    if mask is not None:
         target = (*query.shape[:-1], key.shape[-2])
-        check_mask(attn_mask, "attn_mask", target, "(..., query, key)", query.dtype)
-        if attn_mask.dtype == torch.bool:
-            mask = band & attn_mask
-        else:
-            mask = torch.where(band, attn_mask, float("-inf"))
-    return scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale)
+        check_mask(mask, "mask", target, "(..., query, key)", query.dtype)
+    if mask is None:
+        mask = band
+    elif mask.dtype == torch.bool:
+        mask = band & mask
+    else:
+        mask = torch.where(band, mask, float("-inf"))
+    return _sdpa(query, key, value, mask, scale=scale)

@@ -23,9 +23,7 @@ from torch import nn
 
 from ._checks import check_choice, check_positive_int
 from .data.datasets import pad_sequences
-from .positional import SinusoidalPositionalEncoding
-from .seq2seq import Seq2Seq
-from .transformer import Seq2SeqTransformer
+from .models import EncoderDecoderModel
 
 __all__ = ["predict", "translate", "encode_texts", "model_max_length"]
 
@@ -43,10 +41,7 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
 def model_max_length(model: nn.Module) -> int | None:
     """The number of positions a model's positional tables hold (``None`` for
     a model without one, such as a recurrent :class:`~attnlib.seq2seq.Seq2Seq`)."""
-    sizes = [
-        m.table.shape[0] for m in model.modules() if isinstance(m, SinusoidalPositionalEncoding)
-    ]
-    return min(sizes) if sizes else None
+    return getattr(model, "max_len", None)
 
 
 def encode_texts(
@@ -184,7 +179,7 @@ def translate(
     """
     from .decoding import beam_search, greedy_decode
 
-    if not isinstance(model, Seq2SeqTransformer | Seq2Seq):
+    if not isinstance(model, EncoderDecoderModel):
         raise TypeError(
             f"model: expected a Seq2SeqTransformer or a Seq2Seq, got {type(model).__name__}"
         )

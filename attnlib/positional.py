@@ -3,6 +3,16 @@
 Attention without positions is permutation-equivariant: shuffle the tokens
 and the outputs shuffle the same way. These are the four standard ways to tell
 the model where each token is.
+
+The modules take their sizes in one order: the feature size first
+(``d_model``, or ``head_dim`` for :class:`RotaryEmbedding`, which works on
+each head's queries and keys), then ``max_len`` where there is a table, so
+``SinusoidalPositionalEncoding(d_model, max_len)`` and
+``LearnedPositionalEmbedding(d_model, max_len)`` are interchangeable; options
+such as ``dropout`` and ``base`` follow. The functions take their sizes in
+the order of the shape they return: ``sinusoidal_encoding(length, d_model)``,
+``rotary_cos_sin(length, head_dim)``, ``alibi_bias(num_heads, query_len,
+key_len)``.
 """
 
 from __future__ import annotations
@@ -80,6 +90,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0) -> None:
         super().__init__()
+        self.d_model, self.max_len = d_model, max_len
         self.register_buffer("table", sinusoidal_encoding(max_len, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
 
@@ -97,13 +108,24 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEmbedding(nn.Module):
     """Add a learned vector per position (BERT, GPT-2).
 
+    Parameters
+    ----------
+    d_model : int
+    max_len : int
+        Longest sequence (one vector per position).
+    dropout : float
+        Dropout after the addition.
+
     Shape
     -----
     - x: ``(batch, length, d_model)``; output: same
     """
 
-    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0) -> None:
         super().__init__()
+        check_positive_int(d_model, "d_model")
+        check_positive_int(max_len, "max_len")
+        self.d_model, self.max_len = d_model, max_len
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)
         self.dropout = nn.Dropout(dropout)
@@ -174,13 +196,26 @@ class RotaryEmbedding(nn.Module):
     The score :math:`q_m^\top k_n` of rotated vectors depends on the positions
     only through :math:`m - n`. Su et al. (2021), arXiv:2104.09864.
 
+    Parameters
+    ----------
+    head_dim : int
+        The size of each head's queries and keys (even), in the place of the
+        other modules' ``d_model``. There is no ``max_len``: the angles are
+        computed for any length.
+    base : float
+        Keyword-only, so that ``RotaryEmbedding(head_dim, max_len)`` cannot
+        silently set it.
+
     Shape
     -----
     - q: ``(..., Lq, head_dim)``; k: ``(..., Lk, head_dim)``; outputs: same
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+    def __init__(self, head_dim: int, *, base: float = 10000.0) -> None:
         super().__init__()
+        check_positive_int(head_dim, "head_dim")
+        if head_dim % 2:
+            raise ValueError(f"head_dim: expected an even number, got {head_dim}")
         self.head_dim, self.base = head_dim, base
 
     def forward(

@@ -4,6 +4,12 @@ Without attention the decoder sees the source only through the encoder's last
 state (Cho et al., 2014), the "bottleneck" that attention removes; with an
 attention layer it looks at every encoder state at every step (Bahdanau et
 al., 2015, arXiv:1409.0473).
+
+Like every model of :mod:`attnlib.models`, :class:`Seq2Seq` returns logits;
+the decoder's attention weights are recorded with
+:func:`attnlib.capture.record_attention` (the layer ``"decoder.attention"``,
+one call per target step: ``record.steps("decoder.attention")`` is
+``(B, T, S)``).
 """
 
 from __future__ import annotations
@@ -12,22 +18,32 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_rank, shape_str
+from .models import DecodingState, EncoderDecoderModel
 
-__all__ = ["Encoder", "AttentionDecoder", "Seq2Seq"]
+__all__ = ["RecurrentEncoder", "RecurrentDecoder", "Seq2Seq"]
 
 
-class Encoder(nn.Module):
-    """Embedding and a one-layer GRU, optionally bidirectional.
+class RecurrentEncoder(nn.Module):
+    r"""Embedding and a one-layer GRU, optionally bidirectional.
 
-    A bidirectional encoder (Bahdanau et al., 2015) reads the source both
-    ways, so each annotation :math:`h_j` summarises the words before *and*
-    after position ``j``; the two directions are projected back to
-    ``hidden_dim``.
+    With ``bidirectional=True`` it is Bahdanau et al.'s (2015) encoder: two
+    GRUs of ``hidden_dim / 2`` features read the source forwards and
+    backwards, and each annotation is their concatenation
+    :math:`h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]`, centred on word
+    ``j`` with context from both sides. The final state is the concatenation
+    of the two directions' last states.
+
+    Parameters
+    ----------
+    vocab_size, emb_dim, hidden_dim : int
+        ``hidden_dim`` must be even when ``bidirectional``.
+    pad_idx : int
+    bidirectional : bool
 
     Shape
     -----
-    - src: ``(batch, S)`` token ids
-    - outputs: ``(batch, S, hidden_dim)``; state: ``(1, batch, hidden_dim)``
+    - src: ``(B, S)`` token ids; lengths: ``(B,)``
+    - outputs: ``(B, S, hidden_dim)``; state: ``(1, B, hidden_dim)``
     """
 
     def __init__(
@@ -39,12 +55,15 @@ class Encoder(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
+        if bidirectional and hidden_dim % 2:
+            raise ValueError(
+                f"hidden_dim: expected an even number for a bidirectional encoder "
+                f"(two GRUs of hidden_dim / 2), got {hidden_dim}"
+            )
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_idx)
-        self.rnn = nn.GRU(emb_dim, hidden_dim, batch_first=True, bidirectional=bidirectional)
+        width = hidden_dim // 2 if bidirectional else hidden_dim
+        self.rnn = nn.GRU(emb_dim, width, batch_first=True, bidirectional=bidirectional)
         self.bidirectional = bidirectional
-        if bidirectional:
-            self.project_outputs = nn.Linear(2 * hidden_dim, hidden_dim)
-            self.project_state = nn.Linear(2 * hidden_dim, hidden_dim)
 
     def forward(self, src: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         emb = self.embedding(src)  # (B, S, E)
@@ -58,14 +77,12 @@ class Encoder(nn.Module):
             outputs, _ = nn.utils.rnn.pad_packed_sequence(
                 outputs, batch_first=True, total_length=src.shape[1]
             )
-        if self.bidirectional:
-            outputs = self.project_outputs(outputs)  # (B, S, 2H) -> (B, S, H)
-            both = torch.cat([state[0], state[1]], -1)  # (B, 2H)
-            state = torch.tanh(self.project_state(both))[None]  # (1, B, H)
+        if self.bidirectional:  # state: (2, B, H/2), forwards then backwards
+            state = torch.cat([state[0], state[1]], -1)[None]  # (1, B, H)
         return outputs, state  # (B, S, H), (1, B, H)
 
 
-class AttentionDecoder(nn.Module):
+class RecurrentDecoder(nn.Module):
     """GRU decoder that, at every step, attends over the encoder outputs.
 
     At step ``t`` the previous decoder state is the query; the context vector
@@ -83,9 +100,9 @@ class AttentionDecoder(nn.Module):
 
     Shape
     -----
-    - tokens: ``(batch, T)``; memory: ``(batch, S, hidden_dim)``;
-      memory_mask: ``(batch, 1, S)`` boolean
-    - logits: ``(batch, T, vocab_size)``; weights: ``(batch, T, S)`` or ``None``
+    - token: ``(B,)``; state: ``(B, hidden_dim)``; memory: ``(B, S, hidden_dim)``;
+      memory_mask: ``(B, 1, S)`` boolean
+    - logits: ``(B, vocab_size)``
     """
 
     def __init__(
@@ -104,26 +121,26 @@ class AttentionDecoder(nn.Module):
 
     def step(
         self, token: Tensor, state: Tensor, memory: Tensor, memory_mask: Tensor | None, t: int
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One decoding step: ``token (B,)``, ``state (B, H)`` ->
-        ``logits (B, V)``, new ``state (B, H)``, ``weights (B, S)`` or ``None``."""
+    ) -> tuple[Tensor, Tensor]:
+        """One decoding step at target position ``t``: ``logits (B, V)`` and the
+        new ``state (B, H)``."""
         emb = self.embedding(token)  # (B, E)
         if self.attention is None:
-            context, weights = memory[:, -1], None  # final encoder state: (B, H)
+            context = memory[:, -1]  # final encoder state: (B, H)
         else:
             extra = {}
             if getattr(self.attention, "uses_positions", False):
                 extra["positions"] = torch.full((1,), t, device=memory.device)
-            context, weights = self.attention(
+            context, _ = self.attention(
                 state[:, None, :], memory, memory, memory_mask, **extra
-            )  # (B, 1, H), (B, 1, S)
-            context, weights = context[:, 0], weights[:, 0]
+            )  # (B, 1, H); weights (B, 1, S) go to record_attention
+            context = context[:, 0]
         state = self.rnn(torch.cat([emb, context], -1), state)  # (B, H)
         logits = self.out(torch.cat([state, context, emb], -1))  # (B, V)
-        return logits, state, weights
+        return logits, state
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(EncoderDecoderModel):
     """GRU encoder-decoder with pluggable attention.
 
     Parameters
@@ -135,19 +152,21 @@ class Seq2Seq(nn.Module):
         Attention layer of the decoder (``None`` = no attention).
     pad_idx : int
     bidirectional : bool
-        Bidirectional encoder (Bahdanau et al., 2015).
+        Bahdanau et al.'s bidirectional encoder (see :class:`RecurrentEncoder`).
 
     Shape
     -----
-    - src: ``(batch, S)``; tgt_in: ``(batch, T)`` (teacher forcing)
-    - logits: ``(batch, T, tgt_vocab)``; weights: ``(batch, T, S)`` or ``None``
+    - src: ``(B, S)``; tgt_in: ``(B, T)`` (teacher forcing)
+    - output: logits ``(B, T, tgt_vocab)``
 
     Examples
     --------
-    >>> from attnlib import AdditiveAttention
+    >>> from attnlib import AdditiveAttention, record_attention
     >>> model = Seq2Seq(10, 10, 8, 16, attention=AdditiveAttention(16))
-    >>> logits, weights = model(torch.randint(1, 10, (2, 5)), torch.randint(1, 10, (2, 4)))
-    >>> logits.shape, weights.shape
+    >>> src, tgt_in = torch.randint(1, 10, (2, 5)), torch.randint(1, 10, (2, 4))
+    >>> with record_attention(model) as record:
+    ...     logits = model(src, tgt_in)
+    >>> logits.shape, record.steps("decoder.attention").shape
     (torch.Size([2, 4, 10]), torch.Size([2, 4, 5]))
     """
 
@@ -163,8 +182,8 @@ class Seq2Seq(nn.Module):
     ) -> None:
         super().__init__()
         self.pad_idx = pad_idx
-        self.encoder = Encoder(src_vocab, emb_dim, hidden_dim, pad_idx, bidirectional)
-        self.decoder = AttentionDecoder(tgt_vocab, emb_dim, hidden_dim, attention, pad_idx)
+        self.encoder = RecurrentEncoder(src_vocab, emb_dim, hidden_dim, pad_idx, bidirectional)
+        self.decoder = RecurrentDecoder(tgt_vocab, emb_dim, hidden_dim, attention, pad_idx)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``memory (B, S, H)``, ``memory_mask (B, 1, S)``, initial decoder ``state (B, H)``."""
@@ -177,42 +196,39 @@ class Seq2Seq(nn.Module):
             memory = memory.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, memory.shape[-1]))
         return memory, not_pad[:, None, :], state[0]
 
-    def forward(self, src: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         check_rank(tgt_in, "tgt_in", (2,), "(batch, target length) of token ids")
         if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(
                 f"tgt_in: expected batch size {src.shape[0]} like src, "
                 f"got shape {shape_str(tgt_in.shape)}"
             )
-        memory, memory_mask, state = self.encode(src)
-        logits, weights = [], []
-        for t in range(tgt_in.shape[1]):
-            step_logits, state, w = self.decoder.step(tgt_in[:, t], state, memory, memory_mask, t)
-            logits.append(step_logits)
-            weights.append(w)
-        stacked = None if weights[0] is None else torch.stack(weights, 1)  # (B, T, S)
-        return torch.stack(logits, 1), stacked  # (B, T, V)
+        return _RecurrentDecoding(self, src).feed(tgt_in, 0)  # (B, T, V)
 
-    @torch.no_grad()
-    def greedy_decode(
-        self, src: Tensor, max_len: int, bos_idx: int, eos_idx: int | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """Greedy decoding: ``tokens (B, T)`` (without BOS) and the weights
-        ``(B, T, S)`` (``None`` without attention), ``T <= max_len``: decoding
-        stops early once every sequence has produced ``eos_idx``, and after its
-        EOS a sequence is padded with ``pad_idx``."""
-        memory, memory_mask, state = self.encode(src)
-        token = torch.full((src.shape[0],), bos_idx, dtype=torch.long, device=src.device)
-        done = torch.zeros_like(token, dtype=torch.bool)
-        tokens, weights = [], []
-        for t in range(max_len):
-            logits, state, w = self.decoder.step(token, state, memory, memory_mask, t)
-            token = logits.argmax(-1).masked_fill(done, self.pad_idx)
-            tokens.append(token)
-            weights.append(w)
-            if eos_idx is not None:
-                done |= token == eos_idx
-                if bool(done.all()):
-                    break
-        stacked = None if weights[0] is None else torch.stack(weights, 1)
-        return torch.stack(tokens, 1), stacked
+    def attention_kind(self, name: str) -> str:
+        return "cross"  # the decoder's only attention looks at the source
+
+    def start_decoding(self, src: Tensor | None, use_cache: bool) -> DecodingState:
+        # a recurrent decoder carries its state: it always feeds only new tokens
+        return _RecurrentDecoding(self, src)
+
+
+class _RecurrentDecoding(DecodingState):
+    """The encoder's memory and the decoder's state between steps."""
+
+    def __init__(self, model: Seq2Seq, src: Tensor) -> None:
+        self.decoder, self.banned_token = model.decoder, model.pad_idx
+        self.memory, self.memory_mask, self.state = model.encode(src)
+
+    def feed(self, tokens: Tensor, start: int) -> Tensor:
+        logits = []
+        for i in range(tokens.shape[1]):
+            step_logits, self.state = self.decoder.step(
+                tokens[:, i], self.state, self.memory, self.memory_mask, start + i
+            )
+            logits.append(step_logits)
+        return torch.stack(logits, 1)  # (B, T, V)
+
+    def reorder(self, index: Tensor) -> None:
+        self.memory, self.memory_mask = self.memory[index], self.memory_mask[index]
+        self.state = self.state[index]

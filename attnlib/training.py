@@ -3,11 +3,13 @@
 A batch is a pair ``(inputs, targets)`` of tensors. How a model turns a batch
 into a loss depends on the kind of model (:func:`batch_loss`):
 
-- encoder-decoder (:class:`~attnlib.transformer.Seq2SeqTransformer`,
-  :class:`~attnlib.seq2seq.Seq2Seq`): ``targets`` start with BOS; the model
-  reads ``targets[:, :-1]`` (teacher forcing) and predicts ``targets[:, 1:]``;
-- decoder-only (:class:`~attnlib.transformer.DecoderLM`): ``inputs`` are
-  token ids and the model predicts each next token;
+- a :class:`~attnlib.models.SequenceModel` says itself, through
+  :meth:`~attnlib.models.SequenceModel.teacher_forcing`: an encoder-decoder
+  (:class:`~attnlib.transformer.Seq2SeqTransformer`,
+  :class:`~attnlib.seq2seq.Seq2Seq`) reads ``targets[:, :-1]`` (``targets``
+  start with BOS) and predicts ``targets[:, 1:]``; a language model
+  (:class:`~attnlib.transformer.DecoderLM`) predicts each next token of
+  ``inputs``;
 - anything else (a classifier): ``model(inputs)`` gives logits for ``targets``.
 
 Padding positions (``pad_idx``) count neither in the loss nor in the accuracy.
@@ -29,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_positive_int
-from .seq2seq import Seq2Seq
-from .transformer import DecoderLM, Seq2SeqTransformer
+from .models import SequenceModel
 
 __all__ = [
     "SEED_ENV",
@@ -168,13 +169,10 @@ def batch_loss(
     See the module docstring for what each kind of model predicts.
     """
     inputs, targets = batch[0], batch[1]  # a pair, or a Batch of attnlib.data
-    if isinstance(model, Seq2SeqTransformer | Seq2Seq):
-        out = model(inputs, targets[:, :-1])
-        logits = out[0] if isinstance(out, tuple) else out  # Seq2Seq also returns weights
-        gold = targets[:, 1:]
-    elif isinstance(model, DecoderLM):
-        logits, gold = model(inputs[:, :-1]), inputs[:, 1:]
-        pad_idx = None
+    if isinstance(model, SequenceModel):
+        logits, gold = model.teacher_forcing(inputs, targets)
+        if model.pad_idx is None:  # a language model reads unpadded token streams
+            pad_idx = None
     else:
         logits, gold = model(inputs), targets
         pad_idx = None

@@ -23,13 +23,14 @@ from torch import Tensor, nn
 from ._checks import check_choice, check_rank
 from .attention import KVCache, MultiHeadAttention
 from .masks import causal_mask, mask_future_tokens, padding_mask
+from .models import DecodingState, EncoderDecoderModel, LanguageModel
 from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
 __all__ = [
     "EncoderLayer",
     "DecoderLayer",
-    "Encoder",
-    "Decoder",
+    "TransformerEncoder",
+    "TransformerDecoder",
     "Transformer",
     "LayerCache",
     "Seq2SeqTransformer",
@@ -110,7 +111,7 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def _sa(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
-        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache)[0])
+        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache, need_weights=False)[0])
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, cache: KVCache | None = None
@@ -178,10 +179,12 @@ class DecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def _sa(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
-        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache)[0])
+        return self.dropout1(self.self_attn(x, x, x, mask, cache=cache, need_weights=False)[0])
 
     def _ca(self, x: Tensor, memory: Tensor, mask: Tensor | None, cache: KVCache | None):
-        return self.dropout2(self.cross_attn(x, memory, memory, mask, cache=cache)[0])
+        return self.dropout2(
+            self.cross_attn(x, memory, memory, mask, cache=cache, need_weights=False)[0]
+        )
 
     def forward(
         self,
@@ -215,13 +218,19 @@ class DecoderLayer(nn.Module):
         return new.to(layer.linear1.weight.dtype).train(layer.training)
 
 
-class Encoder(nn.Module):
+class TransformerEncoder(nn.Module):
     """A stack of :class:`EncoderLayer` and an optional final LayerNorm.
+
+    Like :class:`torch.nn.TransformerEncoder`. With ``cache`` (one
+    :class:`~attnlib.attention.KVCache` per layer, :meth:`new_cache`) a
+    causally masked stack (a decoder-only language model) reads only the new
+    positions and reuses the keys and values of the earlier ones.
 
     Shape
     -----
-    - x: ``(batch, S, d_model)``; mask: broadcastable to ``(batch, nhead, S, S)``
-    - output: ``(batch, S, d_model)``
+    - x: ``(B, L, d_model)``; mask: broadcastable to ``(B, nhead, L, L)``
+      (``(B, nhead, L, past + L)`` with a cache)
+    - output: ``(B, L, d_model)``
     """
 
     def __init__(self, layer: EncoderLayer, num_layers: int, norm: nn.Module | None = None):
@@ -229,14 +238,21 @@ class Encoder(nn.Module):
         self.layers = _clones(layer, num_layers)
         self.norm = norm
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, mask)
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, cache: list[KVCache] | None = None
+    ) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, None if cache is None else cache[i])
         return x if self.norm is None else self.norm(x)
 
+    def new_cache(self) -> list[KVCache]:
+        """An empty key/value cache, one :class:`~attnlib.attention.KVCache` per layer."""
+        return [KVCache() for _ in self.layers]
 
-class Decoder(nn.Module):
-    """A stack of :class:`DecoderLayer` and an optional final LayerNorm.
+
+class TransformerDecoder(nn.Module):
+    """A stack of :class:`DecoderLayer` and an optional final LayerNorm, like
+    :class:`torch.nn.TransformerDecoder`.
 
     Shape
     -----
@@ -305,12 +321,12 @@ class Transformer(nn.Module):
             layer_norm_eps=layer_norm_eps,
         )
         self.d_model, self.nhead = d_model, nhead
-        self.encoder = Encoder(
+        self.encoder = TransformerEncoder(
             EncoderLayer(d_model, nhead, dim_feedforward, **kw),
             num_encoder_layers,
             nn.LayerNorm(d_model, eps=layer_norm_eps),
         )
-        self.decoder = Decoder(
+        self.decoder = TransformerDecoder(
             DecoderLayer(d_model, nhead, dim_feedforward, **kw),
             num_decoder_layers,
             nn.LayerNorm(d_model, eps=layer_norm_eps),
@@ -411,7 +427,7 @@ class _TokenEmbedding(nn.Module):
         return self.positions(self.embedding(tokens) * self.scale, offset)  # (B, L, D)
 
 
-class Seq2SeqTransformer(nn.Module):
+class Seq2SeqTransformer(EncoderDecoderModel):
     """Encoder-decoder Transformer on token ids: embeddings, the stacks, a linear output.
 
     Parameters
@@ -448,7 +464,7 @@ class Seq2SeqTransformer(nn.Module):
         max_len: int = 512,
     ) -> None:
         super().__init__()
-        self.pad_idx = pad_idx
+        self.pad_idx, self.max_len = pad_idx, max_len
         self.src_embed = _TokenEmbedding(src_vocab, d_model, pad_idx, max_len, dropout)
         self.tgt_embed = _TokenEmbedding(tgt_vocab, d_model, pad_idx, max_len, dropout)
         self.transformer = Transformer(
@@ -481,7 +497,7 @@ class Seq2SeqTransformer(nn.Module):
     ) -> Tensor:
         """Logits ``(B, T, V)`` for the target tokens ``tgt_in (B, T)``.
 
-        With ``cache`` (from :meth:`Decoder.new_cache`), ``tgt_in`` holds only
+        With ``cache`` (from :meth:`TransformerDecoder.new_cache`), ``tgt_in`` holds only
         the new tokens; positions continue from the cached ones.
         """
         check_rank(tgt_in, "tgt_in", (2,), "(batch, target length) of token ids")
@@ -497,6 +513,26 @@ class Seq2SeqTransformer(nn.Module):
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         memory, src_mask = self.encode(src)
         return self.decode(tgt_in, memory, src_mask)
+
+    def start_decoding(self, src: Tensor | None, use_cache: bool) -> DecodingState:
+        return _TransformerDecoding(self, src, use_cache)
+
+
+class _TransformerDecoding(DecodingState):
+    """The encoder's memory, and the decoder's key/value cache when ``use_cache``."""
+
+    def __init__(self, model: Seq2SeqTransformer, src: Tensor, use_cache: bool) -> None:
+        self.model, self.incremental, self.banned_token = model, use_cache, model.pad_idx
+        self.memory, self.src_mask = model.encode(src)
+        self.cache = model.transformer.decoder.new_cache() if use_cache else None
+
+    def feed(self, tokens: Tensor, start: int) -> Tensor:
+        return self.model.decode(tokens, self.memory, self.src_mask, self.cache)
+
+    def reorder(self, index: Tensor) -> None:
+        self.memory, self.src_mask = self.memory[index], self.src_mask[index]
+        for layer_cache in self.cache or []:
+            layer_cache.reorder(index)
 
 
 class EncoderClassifier(nn.Module):
@@ -533,12 +569,12 @@ class EncoderClassifier(nn.Module):
         max_len: int = 512,
     ) -> None:
         super().__init__()
-        self.pad_idx = pad_idx
+        self.pad_idx, self.max_len = pad_idx, max_len
         self.pooling = check_choice(pooling, "pooling", ("mean", "first"))
         self.embed = _TokenEmbedding(vocab_size, d_model, pad_idx, max_len, dropout)
         layer = EncoderLayer(d_model, nhead, dim_feedforward, dropout, norm_first)
         norm = nn.LayerNorm(d_model) if norm_first else None
-        self.encoder = Encoder(layer, num_layers, norm)
+        self.encoder = TransformerEncoder(layer, num_layers, norm)
         self.head = nn.Linear(d_model, num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -551,7 +587,7 @@ class EncoderClassifier(nn.Module):
         return self.head((h * keep).sum(1) / keep.sum(1).clamp_min(1))
 
 
-class DecoderLM(nn.Module):
+class DecoderLM(LanguageModel):
     """Decoder-only (GPT-style) language model: causal self-attention, pre-norm,
     learned positions, output layer tied to the embedding.
 
@@ -572,15 +608,19 @@ class DecoderLM(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
+        self.max_len = max_len
         self.embedding = nn.Embedding(vocab_size, d_model)
-        self.positions = LearnedPositionalEmbedding(max_len, d_model, dropout)
+        self.positions = LearnedPositionalEmbedding(
+            d_model=d_model, max_len=max_len, dropout=dropout
+        )
         layer = EncoderLayer(d_model, nhead, dim_feedforward, dropout, True, activation)
-        self.blocks = Encoder(layer, num_layers, nn.LayerNorm(d_model))
+        self.blocks = TransformerEncoder(layer, num_layers, nn.LayerNorm(d_model))
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.lm_head.weight = self.embedding.weight
 
     def new_cache(self) -> list[KVCache]:
-        return [KVCache() for _ in self.blocks.layers]
+        """An empty key/value cache for :meth:`forward`, one per layer."""
+        return self.blocks.new_cache()
 
     def forward(self, tokens: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         """With ``cache``, ``tokens`` are only the new ones."""
@@ -589,9 +629,25 @@ class DecoderLM(nn.Module):
         x = self.positions(self.embedding(tokens), offset)  # (B, L, D)
         n = tokens.shape[1]
         mask = None if cache is not None and n == 1 else _causal_after(n, offset, tokens.device)
-        for i, layer in enumerate(self.blocks.layers):
-            x = layer(x, mask, None if cache is None else cache[i])
-        return self.lm_head(self.blocks.norm(x))
+        return self.lm_head(self.blocks(x, mask, cache))  # (B, L, V)
+
+    def start_decoding(self, src: Tensor | None, use_cache: bool) -> DecodingState:
+        return _LMDecoding(self, use_cache)
+
+
+class _LMDecoding(DecodingState):
+    """A language model's key/value cache when ``use_cache``."""
+
+    def __init__(self, model: DecoderLM, use_cache: bool) -> None:
+        self.model, self.incremental = model, use_cache
+        self.cache = model.new_cache() if use_cache else None
+
+    def feed(self, tokens: Tensor, start: int) -> Tensor:
+        return self.model(tokens, self.cache)
+
+    def reorder(self, index: Tensor) -> None:
+        for layer_cache in self.cache or []:
+            layer_cache.reorder(index)
 
 
 def _causal_after(n: int, offset: int, device) -> Tensor:

@@ -457,3 +457,88 @@ def test_scaled_dot_product_default_scale():
     _, w = ScaledDotProductAttention()(q, k, v)
     ref = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(9), -1)
     torch.testing.assert_close(w, ref, atol=1e-14, rtol=0)
+
+
+# -- the fast path: need_weights=False runs PyTorch's fused kernel -------------------------
+
+
+@pytest.mark.parametrize("mask_kind", MASKS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fast_path_matches_torch_and_the_weighted_path(name, mask_kind, dtype, tol):
+    """need_weights=False: no weights, and the same output and gradients as the path that
+    computes them and as nn.MultiheadAttention(need_weights=False), for every mask."""
+    cfg = CONFIGS[name]
+    ref, ours = build_pair(cfg, dtype)
+    q, k, v = (x.detach().requires_grad_(True) for x in make_inputs(cfg, dtype, "cross"))
+    mask, torch_kwargs = make_masks(mask_kind, cfg["lq"], cfg["lk"], dtype)
+    fast, none = ours(q, k, v, mask, need_weights=False)
+    assert none is None
+    fast_grads = torch.autograd.grad(fast.sum(), (q, k, v, ours.q_proj.weight))
+    slow, w = ours(q, k, v, mask)
+    assert w is not None
+    slow_grads = torch.autograd.grad(slow.sum(), (q, k, v, ours.q_proj.weight))
+    ref_out, _ = ref(q, k, v, need_weights=False, **torch_kwargs)
+    torch.testing.assert_close(fast, slow, **tol)
+    torch.testing.assert_close(fast, ref_out, **tol)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_fast_path_fully_masked_rows_give_zeros_not_nan(kind):
+    """A query with no allowed key: zero output and zero gradients on the fast path too."""
+    mha = MultiHeadAttention(8, 2).double()
+    x = f64(2, 4, 8, requires_grad=True)
+    allowed = torch.ones(4, 4, dtype=torch.bool)
+    allowed[1] = False  # query 1 may attend to nothing
+    mask = (
+        allowed if kind == "bool" else torch.zeros(4, 4).double().masked_fill(~allowed, -math.inf)
+    )
+    fast, _ = mha(x, x, x, mask, need_weights=False)
+    slow, w = mha(x, x, x, mask)
+    assert not fast.isnan().any()
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=0)
+    (grad,) = torch.autograd.grad(fast.sum(), x)
+    (slow_grad,) = torch.autograd.grad(slow.sum(), x)
+    assert not grad.isnan().any()
+    torch.testing.assert_close(grad, slow_grad, atol=1e-12, rtol=0)
+    assert (w[:, :, 1] == 0).all()
+
+
+@pytest.mark.parametrize("lk", [4, 6])
+def test_fast_path_is_causal(lk):
+    """is_causal on the fast path: torch's kernel when square, the top-left mask otherwise."""
+    mha = MultiHeadAttention(8, 2).double()
+    q, kv = f64(2, 4, 8), f64(2, lk, 8)
+    fast, _ = mha(q, kv, kv, is_causal=True, need_weights=False)
+    slow, _ = mha(q, kv, kv, is_causal=True)
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=0)
+
+
+def test_transformer_layers_take_the_fast_path_and_recording_switches_weights_on():
+    """EncoderLayer asks for no weights; inside record_attention the same layer computes them,
+    and the output does not change."""
+    from attnlib.capture import record_attention
+    from attnlib.transformer import EncoderLayer
+
+    layer = EncoderLayer(8, 2, 16, dropout=0.0).double().eval()
+    seen = []
+    layer.self_attn.register_forward_hook(lambda m, a, out: seen.append(out[1]))
+    x = f64(2, 5, 8)
+    plain = layer(x)
+    assert seen == [None]
+    with record_attention(layer) as record:
+        recorded = layer(x)
+    assert seen[-1] is not None and record["self_attn"].shape == (2, 2, 5, 5)
+    torch.testing.assert_close(plain, recorded, atol=1e-12, rtol=0)
+
+
+def test_weights_hook_disables_the_fast_path():
+    """An intervention on the weights is applied even when the caller asks for none."""
+    mha = MultiHeadAttention(8, 2).double()
+    x = f64(1, 3, 8)
+    mha.weights_hook = lambda w: torch.full_like(w, 1 / 3)  # uniform attention
+    out, w = mha(x, x, x, need_weights=False)
+    v = mha.v_proj(x).mean(1, keepdim=True).expand(1, 3, 8)
+    torch.testing.assert_close(out, mha.out_proj(v), atol=1e-12, rtol=0)
+    assert w is not None

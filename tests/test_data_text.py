@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from attnlib.data.text import (
@@ -68,7 +70,9 @@ def test_vocabulary_encode_decode_and_save(tmp_path):
     with pytest.raises(ValueError, match="path: expected a vocabulary file"):
         Vocabulary.load(tmp_path / "bad.json")
     with pytest.raises(IndexError, match=r"idx: expected an id in \[0, 6\), got 6"):
-        vocab.lookup(6)
+        vocab.id_to_token(6)
+    assert vocab.id_to_token(4) == "hello" and vocab.token_to_id("hello") == 4
+    assert vocab.token_to_id("there") == vocab.unk_idx
     with pytest.raises(ValueError, match="tokens: expected distinct tokens"):
         Vocabulary(["a", "a"])
 
@@ -88,10 +92,10 @@ def test_word_tokenizer_unknown_words_and_round_trip(tmp_path):
 
 
 def test_subword_tokenizer(tmp_path, capsys):
-    tok = SubwordTokenizer.train(CORPUS, vocab_size=120)
+    tok = SubwordTokenizer.fit(CORPUS, vocab_size=120)
     assert capsys.readouterr().out == ""  # no progress output
     assert len(tok) <= 120
-    assert [tok.tokenizer.id_to_token(i) for i in range(4)] == list(SPECIALS)
+    assert [tok.id_to_token(i) for i in range(4)] == list(SPECIALS)
     # an unseen word is split into known pieces, not mapped to <unk>
     pieces = tok.tokenize("filmmusic")
     assert len(pieces) > 1 and tok.unk_idx not in tok.encode("filmmusic")
@@ -105,7 +109,9 @@ def test_subword_tokenizer(tmp_path, capsys):
     tok.save(tmp_path / "s.json")
     assert SubwordTokenizer.load(tmp_path / "s.json").encode(CORPUS[2]) == tok.encode(CORPUS[2])
     with pytest.raises(ValueError, match="vocab_size: expected a positive integer, got 0"):
-        SubwordTokenizer.train(CORPUS, vocab_size=0)
+        SubwordTokenizer.fit(CORPUS, vocab_size=0)
+    with pytest.raises(ValueError, match="min_freq: expected a positive integer, got 0"):
+        SubwordTokenizer.fit(CORPUS, min_freq=0)
 
 
 def test_subword_training_is_reproducible_across_processes():
@@ -116,8 +122,65 @@ def test_subword_training_is_reproducible_across_processes():
     code = (
         "from attnlib.data.text import SubwordTokenizer as S;"
         "from attnlib.data.synthetic import sentiment_corpus as c;"
-        "print(S.train(c(500).text, vocab_size=150).tokenizer.to_str())"
+        "print(S.fit(c(500).text, vocab_size=150).tokenizer.to_str())"
     )
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout for _ in range(3)}  # fmt: skip
     assert len(runs) == 1
+
+
+# -- the shared interface ---------------------------------------------------
+
+SHARED = ("fit", "tokenize", "encode", "decode", "id_to_token", "token_to_id", "save", "load")
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    return {
+        "word": WordTokenizer.fit(CORPUS, min_freq=2),
+        "subword": SubwordTokenizer.fit(CORPUS, vocab_size=120),
+    }
+
+
+def _params(func):
+    return [(p.name, p.kind) for p in inspect.signature(func).parameters.values()]
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_tokenizers_share_method_names_and_parameters(name):
+    word, subword = getattr(WordTokenizer, name), getattr(SubwordTokenizer, name)
+    if name == "fit":  # the texts, then keyword-only options; min_freq in both
+        for fit in (word, subword):
+            (first, kind), *rest = _params(fit)
+            assert (first, kind) == ("texts", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            assert all(k == inspect.Parameter.KEYWORD_ONLY for _, k in rest), rest
+            assert "min_freq" in dict(rest)
+        assert not hasattr(SubwordTokenizer, "train")  # one name for learning a tokenizer
+    else:
+        assert _params(word) == _params(subword)
+
+
+def test_vocabulary_shares_the_id_methods():
+    for name in ("id_to_token", "token_to_id"):
+        assert _params(getattr(Vocabulary, name)) == _params(getattr(WordTokenizer, name))
+    assert not hasattr(Vocabulary, "lookup")  # one name: id_to_token
+
+
+def test_tokenizers_share_the_special_ids(tokenizers):
+    for tok in (Vocabulary(), *tokenizers.values()):
+        assert (tok.pad_idx, tok.bos_idx, tok.eos_idx, tok.unk_idx) == (0, 1, 2, 3)
+        assert [tok.id_to_token(i) for i in range(4)] == list(SPECIALS)
+        assert [tok.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["word", "subword"])
+def test_id_to_token_round_trips_encode(tokenizers, kind):
+    tok = tokenizers[kind]
+    text = "The plot was brilliant, the music dull."
+    ids = tok.encode(text, add_bos=True, add_eos=True)
+    tokens = [tok.id_to_token(i) for i in ids]
+    assert tokens == ["<bos>", *tok.tokenize(text), "<eos>"]
+    assert [tok.token_to_id(t) for t in tokens] == ids
+    assert tok.token_to_id("never-seen-token") == tok.unk_idx
+    with pytest.raises(IndexError, match=rf"idx: expected an id in \[0, {len(tok)}\), got"):
+        tok.id_to_token(len(tok))

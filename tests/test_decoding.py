@@ -129,7 +129,13 @@ def gru():
 def test_recurrent_seq2seq_greedy_equals_its_own_loop(gru):
     src = torch.randint(3, 12, (3, 5))
     src[0, 3:] = 0
-    own, _ = gru.greedy_decode(src, 7, bos_idx=1)
+    memory, mask, state = gru.encode(src)
+    token, own = torch.full((3,), 1), []
+    for t in range(7):  # the decoder's own loop, by hand: argmax of each step, never padding
+        logits, state = gru.decoder.step(token, state, memory, mask, t)
+        token = logits.index_fill(-1, torch.tensor([0]), float("-inf")).argmax(-1)
+        own.append(token)
+    own = torch.stack(own, 1)
     assert torch.equal(greedy_decode(gru, src, 7, bos_idx=1, eos_idx=None)[:, 1:], own)
 
 
@@ -142,7 +148,7 @@ def test_recurrent_seq2seq_beam(gru):
     wide, _ = beam_search(gru, src, 6, beam_size=4, length_penalty=0.0)
 
     def logp(tokens):
-        logits, _ = gru(src, tokens[:, :-1])
+        logits = gru(src, tokens[:, :-1])
         lp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
         keep = torch.cumsum((tokens[:, :-1] == 2).long(), 1) == 0  # up to the first EOS
         return (lp * keep).sum(1)

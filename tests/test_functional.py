@@ -570,13 +570,13 @@ def test_sliding_window_attention_equals_sdpa_with_band(
 
 
 @pytest.mark.parametrize("kind", ["bool_padding", "float_finite"])
-def test_sliding_window_attention_combines_attn_mask(kind, dtype, assert_matches_torch):
-    """An extra attn_mask (boolean or additive) is intersected with the band."""
+def test_sliding_window_attention_combines_mask(kind, dtype, assert_matches_torch):
+    """An extra mask (boolean or additive) is intersected with the band."""
     q, k, v = make_qkv(5, 5, dtype)
     mask = make_mask(kind, 5, 5, dtype)
     band = masks.sliding_window_mask(5, window=2)
     combined = mask & band if mask.dtype == torch.bool else mask.masked_fill(~band, -math.inf)
-    out, w = AF.sliding_window_attention(q, k, v, 2, attn_mask=mask, scale=0.5)
+    out, w = AF.sliding_window_attention(q, k, v, 2, mask=mask, scale=0.5)
     row_ok = allowed_keys(combined, w.shape).any(-1)
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=combined, scale=0.5)
     compare_rows(out, ref, row_ok, assert_matches_torch)

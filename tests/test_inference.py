@@ -74,7 +74,7 @@ def test_predict_errors(classifier, tok):
 
 
 def test_encode_texts_with_subwords():
-    sub = SubwordTokenizer.train(TEXTS * 5, vocab_size=40)
+    sub = SubwordTokenizer.fit(TEXTS * 5, vocab_size=40)
     with pytest.warns(UserWarning, match="truncated"):
         ids, unknown, cut = encode_texts(["a good film zz"], sub, max_length=4, add_bos=True)
     assert ids[0][0] == sub.bos_idx and len(ids[0]) == 4 and cut == [True]

@@ -1,5 +1,6 @@
 """Positional encodings: the paper's table, the relative-position properties."""
 
+import inspect
 import math
 
 import pytest
@@ -75,7 +76,7 @@ def test_modules_add_positions_and_reject_long_inputs():
     torch.testing.assert_close(
         SinusoidalPositionalEncoding(8, 10)(x)[0], sinusoidal_encoding(5, 8)
     )
-    learned = LearnedPositionalEmbedding(10, 8)
+    learned = LearnedPositionalEmbedding(8, 10)
     torch.testing.assert_close(learned(x)[1], learned.embedding.weight[:5])
     with pytest.raises(ValueError, match=r"x: expected at most 10 positions"):
         SinusoidalPositionalEncoding(8, 10)(torch.zeros(1, 11, 8))
@@ -87,8 +88,53 @@ def test_bad_offsets_and_lengths_are_named():
     with pytest.raises(ValueError, match="offset: expected a non-negative integer, got -5"):
         SinusoidalPositionalEncoding(4, max_len=5)(torch.zeros(1, 3, 4), offset=-5)
     with pytest.raises(ValueError, match="offset: expected a non-negative integer, got -2"):
-        LearnedPositionalEmbedding(5, 4)(torch.zeros(1, 3, 4), offset=-2)
+        LearnedPositionalEmbedding(4, max_len=5)(torch.zeros(1, 3, 4), offset=-2)
     with pytest.raises(ValueError, match="length: expected a positive integer, got -3"):
         rotary_cos_sin(-3, 8)
     with pytest.raises(ValueError, match=r"key_len: expected at least query_len \(5\)"):
         alibi_bias(2, 5, 3)
+
+
+@pytest.mark.parametrize("cls", [SinusoidalPositionalEncoding, LearnedPositionalEmbedding])
+def test_position_modules_take_d_model_then_max_len(cls):
+    names = list(inspect.signature(cls).parameters)
+    assert names[:3] == ["d_model", "max_len", "dropout"]
+    module = cls(8, 10)  # positionally: d_model, then max_len
+    assert (module.d_model, module.max_len) == (8, 10)
+    assert cls(8).max_len == SinusoidalPositionalEncoding(8).max_len  # the same default
+    x = torch.randn(2, 10, 8)
+    assert module(x).shape == (2, 10, 8)
+    assert module(x[:, :3], offset=7).shape == (2, 3, 8)
+    with pytest.raises(ValueError, match=r"x: expected at most 10 positions"):
+        module(torch.zeros(1, 11, 8))
+    with pytest.raises(ValueError, match=r"x: expected at most 3 positions"):
+        module(x[:, :4], offset=7)
+
+
+def test_learned_table_is_max_len_by_d_model():
+    learned = LearnedPositionalEmbedding(8, 10)
+    assert learned.embedding.weight.shape == (10, 8)
+    with pytest.raises(ValueError, match="max_len: expected a positive integer, got 0"):
+        LearnedPositionalEmbedding(8, 0)
+
+
+def test_rotary_takes_head_dim_then_keyword_base():
+    params = inspect.signature(RotaryEmbedding).parameters
+    assert list(params) == ["head_dim", "base"]
+    assert params["base"].kind == inspect.Parameter.KEYWORD_ONLY  # not RotaryEmbedding(d, 512)
+    with pytest.raises(TypeError):
+        RotaryEmbedding(8, 512)
+    rope = RotaryEmbedding(8, base=100.0)
+    x = torch.randn(2, 4, 5, 8)
+    q, k = rope(x, torch.randn(2, 4, 7, 8))
+    assert (q.shape, k.shape) == ((2, 4, 5, 8), (2, 4, 7, 8))
+    cos, sin = rotary_cos_sin(5, 8, 100.0)
+    torch.testing.assert_close(q, apply_rotary(x, cos, sin))
+    with pytest.raises(ValueError, match="head_dim: expected an even number, got 7"):
+        RotaryEmbedding(7)
+
+
+def test_position_functions_take_sizes_in_output_order():
+    assert sinusoidal_encoding(6, 4).shape == (6, 4)  # (length, d_model)
+    assert all(t.shape == (6, 4) for t in rotary_cos_sin(6, 4))  # (length, head_dim)
+    assert alibi_bias(3, 2, 5).shape == (3, 2, 5)  # (num_heads, query_len, key_len)

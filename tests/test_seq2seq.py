@@ -13,7 +13,9 @@ from attnlib.attention import (
     LocationBasedAttention,
     LuongAttention,
 )
-from attnlib.seq2seq import Seq2Seq
+from attnlib.capture import record_attention
+from attnlib.decoding import greedy_decode
+from attnlib.seq2seq import RecurrentEncoder, Seq2Seq
 
 V_SRC, V_TGT, EMB, HID = 11, 9, 4, 6
 B, S, T = 3, 6, 5
@@ -39,6 +41,15 @@ def make_model(name: str) -> Seq2Seq:
     return Seq2Seq(V_SRC, V_TGT, EMB, HID, attention=ATTENTIONS[name](), pad_idx=PAD)
 
 
+def run(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor):
+    """Logits and the decoder's weights ``(B, T, S)`` (``None`` without attention),
+    recorded the way every attnlib model gives its weights."""
+    with record_attention(model) as record:
+        logits = model(src, tgt_in)
+    weights = record.steps("decoder.attention") if len(record) else None
+    return logits, weights
+
+
 def make_src() -> torch.Tensor:
     src = torch.randint(3, V_SRC, (B, S))
     src[1, -2:] = PAD  # length 4
@@ -49,7 +60,7 @@ def make_src() -> torch.Tensor:
 @pytest.mark.parametrize("name", list(ATTENTIONS))
 def test_forward_shapes(name):
     model = make_model(name)
-    logits, weights = model(make_src(), torch.randint(1, V_TGT, (B, T)))
+    logits, weights = run(model, make_src(), torch.randint(1, V_TGT, (B, T)))
     assert logits.shape == (B, T, V_TGT)
     assert not logits.isnan().any()
     if name == "none":
@@ -64,7 +75,7 @@ def test_padding_never_receives_attention(name):
     """The weights at source padding positions are exactly 0, for every layer (train mode)."""
     model = make_model(name).train()
     src = make_src()
-    _, weights = model(src, torch.randint(1, V_TGT, (B, T)))
+    _, weights = run(model, src, torch.randint(1, V_TGT, (B, T)))
     pad = (src == PAD)[:, None, :].expand(B, T, S)
     assert torch.equal(weights[pad], torch.zeros_like(weights[pad]))
     if name in SOFTMAX_ROWS or name == "hard":
@@ -75,7 +86,7 @@ def test_local_m_window_follows_the_decoder_step():
     """local-m in the decoder: step t attends only to source positions t - D .. t + D."""
     model = make_model("local_m").eval()
     src = torch.randint(3, V_SRC, (B, S))
-    _, weights = model(src, torch.randint(1, V_TGT, (B, T)))
+    _, weights = run(model, src, torch.randint(1, V_TGT, (B, T)))
     t = torch.arange(T)[:, None]
     inside = ((torch.arange(S)[None, :] - t).abs() <= 1).expand(B, T, S)
     assert torch.equal(weights[~inside], torch.zeros_like(weights[~inside]))
@@ -89,52 +100,62 @@ def test_padding_does_not_change_the_result(name):
     model = make_model(name).eval()
     src = make_src()
     tgt = torch.randint(1, V_TGT, (B, T))
-    logits, weights = model(src, tgt)
-    alone_logits, alone_weights = model(src[1:2, :4], tgt[1:2])
+    logits, weights = run(model, src, tgt)
+    alone_logits, alone_weights = run(model, src[1:2, :4], tgt[1:2])
     torch.testing.assert_close(logits[1:2], alone_logits, atol=1e-5, rtol=1e-5)
     if weights is not None:
         torch.testing.assert_close(weights[1:2, :, :4], alone_weights, atol=1e-5, rtol=1e-5)
 
 
+def test_forward_returns_logits_only():
+    """One return convention for every model: logits; the weights come from capture."""
+    logits = make_model("additive")(make_src(), torch.randint(1, V_TGT, (B, T)))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (B, T, V_TGT)
+
+
 @pytest.mark.parametrize("name", list(ATTENTIONS))
 def test_greedy_decode_is_argmax_of_teacher_forced_logits(name):
     """Feeding the greedy tokens back with teacher forcing reproduces the same logits' argmax
-    (and the same attention weights)."""
+    (and the same attention weights, recorded during generation), padding excluded."""
     model = make_model(name).eval()
     src = make_src()
-    tokens, weights = model.greedy_decode(src, max_len=T, bos_idx=BOS)
-    assert tokens.shape == (B, T) and tokens.dtype == torch.long
-    tgt_in = torch.cat([torch.full((B, 1), BOS), tokens[:, :-1]], dim=1)
-    logits, forced_weights = model(src, tgt_in)
+    with record_attention(model) as record:
+        out = greedy_decode(model, src, max_len=T, bos_idx=BOS, eos_idx=None)
+    assert out.shape == (B, T + 1) and out.dtype == torch.long and (out[:, 0] == BOS).all()
+    tokens = out[:, 1:]
+    logits, forced_weights = run(model, src, out[:, :-1])
+    logits[..., PAD] = float("-inf")  # the decoders never generate padding
     assert torch.equal(logits.argmax(-1), tokens)
     if name == "none":
-        assert weights is None
+        assert not len(record) and forced_weights is None
     else:
+        weights = record.steps("decoder.attention")
         assert weights.shape == (B, T, S)
         torch.testing.assert_close(weights, forced_weights, atol=1e-6, rtol=0)
 
 
 def test_greedy_decode_stops_when_all_sequences_hit_eos(monkeypatch):
     """Scripted decoder outputs: item 0 says EOS at step 1, item 1 at step 3. Decoding stops
-    after step 3 (not max_len), and item 0 is padded after its EOS."""
+    after step 3 (not max_len), and item 0 is filled with EOS after its EOS."""
     model = make_model("additive").eval()
     script = [[5, 3], [EOS, 4], [6, 7], [8, EOS], [3, 3], [3, 3]]
     real_step = model.decoder.step
     calls = []
 
     def scripted_step(token, state, memory, memory_mask, t):
-        logits, state, w = real_step(token, state, memory, memory_mask, t)
+        logits, state = real_step(token, state, memory, memory_mask, t)
         calls.append(t)
         forced = torch.full_like(logits, -10.0)
         forced[torch.arange(2), torch.tensor(script[t])] = 10.0
-        return forced, state, w
+        return forced, state
 
     monkeypatch.setattr(model.decoder, "step", scripted_step)
     src = make_src()[:2]
-    tokens, weights = model.greedy_decode(src, max_len=6, bos_idx=BOS, eos_idx=EOS)
+    with record_attention(model) as record:
+        out = greedy_decode(model, src, max_len=6, bos_idx=BOS, eos_idx=EOS)
     assert calls == [0, 1, 2, 3]
-    assert tokens.tolist() == [[5, EOS, PAD, PAD], [3, 4, 7, EOS]]
-    assert weights.shape == (2, 4, S)
+    assert out.tolist() == [[BOS, 5, EOS, EOS, EOS], [BOS, 3, 4, 7, EOS]]
+    assert record.steps("decoder.attention").shape == (2, 4, S)
 
 
 def test_greedy_decode_immediate_eos():
@@ -142,18 +163,17 @@ def test_greedy_decode_immediate_eos():
     model = make_model("luong_general").eval()
     with torch.no_grad():
         model.decoder.out.bias[EOS] = 1e4
-    tokens, weights = model.greedy_decode(make_src(), max_len=7, bos_idx=BOS, eos_idx=EOS)
-    assert tokens.tolist() == [[EOS]] * B
-    assert weights.shape == (B, 1, S)
+    out = greedy_decode(model, make_src(), max_len=7, bos_idx=BOS, eos_idx=EOS)
+    assert out.tolist() == [[BOS, EOS]] * B
 
 
 def test_greedy_decode_without_eos_runs_to_max_len():
     model = make_model("none").eval()
     with torch.no_grad():
         model.decoder.out.bias[EOS] = 1e4
-    tokens, weights = model.greedy_decode(make_src(), max_len=4, bos_idx=BOS)
-    assert tokens.shape == (B, 4) and weights is None
-    assert (tokens == EOS).all()
+    out = greedy_decode(model, make_src(), max_len=4, bos_idx=BOS, eos_idx=None)
+    assert out.shape == (B, 5)
+    assert (out[:, 1:] == EOS).all()
 
 
 def test_without_attention_decoder_context_is_final_encoder_state():
@@ -185,7 +205,7 @@ def test_training_reduces_loss():
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for _ in range(15):
-        logits, _ = model(src, tgt_in)
+        logits = model(src, tgt_in)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V_TGT), src.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -200,10 +220,32 @@ def test_bidirectional_encoder_shapes_and_padding():
     torch.manual_seed(0)
     model = Seq2Seq(10, 10, 8, 16, attention=AdditiveAttention(16), bidirectional=True).eval()
     src = torch.tensor([[4, 5, 6, 0, 0], [4, 5, 6, 7, 8]])
-    logits, weights = model(src, torch.randint(1, 10, (2, 3)))
+    logits, weights = run(model, src, torch.randint(1, 10, (2, 3)))
     assert logits.shape == (2, 3, 10) and weights.shape == (2, 3, 5)
     assert torch.equal(weights[0, :, 3:], torch.zeros(3, 2))
     memory = model.encode(src)[0]
     changed = src.clone()
     changed[1, 4] = 9
     assert not torch.allclose(model.encode(changed)[0][1, 0], memory[1, 0])
+
+
+def test_bidirectional_encoder_is_bahdanaus():
+    """Bahdanau et al.'s encoder: two GRUs of half the width, annotations
+    h_j = [forward_j; backward_j], final state [forward_last; backward_first]; checked against
+    two one-directional torch GRUs with the same weights, run on the sequence and its reverse."""
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(10, 4, 6, bidirectional=True).eval()
+    fwd, bwd = torch.nn.GRU(4, 3, batch_first=True), torch.nn.GRU(4, 3, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(fwd, f"{name}_l0").copy_(getattr(enc.rnn, f"{name}_l0"))
+            getattr(bwd, f"{name}_l0").copy_(getattr(enc.rnn, f"{name}_l0_reverse"))
+    src = torch.randint(1, 10, (2, 5))
+    outputs, state = enc(src)
+    emb = enc.embedding(src)
+    out_f, last_f = fwd(emb)
+    out_b, last_b = bwd(emb.flip(1))
+    torch.testing.assert_close(outputs, torch.cat([out_f, out_b.flip(1)], -1))
+    torch.testing.assert_close(state[0], torch.cat([last_f[0], last_b[0]], -1))
+    with pytest.raises(ValueError, match="hidden_dim: expected an even number"):
+        RecurrentEncoder(10, 4, 5, bidirectional=True)

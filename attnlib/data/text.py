@@ -1,12 +1,19 @@
 """Text to token ids: cleaning, word and subword tokenizers, the vocabulary.
 
-Both tokenizers share one interface, which :mod:`attnlib.inference` and the
-plotting helpers rely on: ``tokenize(text) -> list[str]``,
-``encode(text, add_bos=False, add_eos=False) -> list[int]`` (one id per token
-of ``tokenize``, plus the optional BOS/EOS), ``decode(ids) -> str``, ``len()``
-(the vocabulary size) and the special ids ``pad_idx``, ``bos_idx``,
-``eos_idx``, ``unk_idx`` (0, 1, 2 and 3: the padding, start and end ids are
-those of :mod:`attnlib.tasks` and the defaults of :mod:`attnlib.decoding`).
+Both tokenizers share one interface, which :mod:`attnlib.inference`,
+:mod:`attnlib.interpret` and the plotting helpers rely on:
+
+- ``fit(texts, *, min_freq, ...)`` (a class method) learns one from texts;
+- ``tokenize(text) -> list[str]``;
+- ``encode(text, *, add_bos=False, add_eos=False) -> list[int]`` (one id per
+  token of ``tokenize``, plus the optional BOS/EOS);
+- ``decode(ids, *, skip_special=True) -> str``;
+- ``id_to_token(idx) -> str`` and ``token_to_id(token) -> int`` (``unk_idx``
+  for an unknown token), which :class:`Vocabulary` offers too;
+- ``len()`` (the vocabulary size), ``save(path)`` and ``load(path)``;
+- the special ids ``pad_idx``, ``bos_idx``, ``eos_idx``, ``unk_idx`` (0, 1, 2
+  and 3: the padding, start and end ids are those of :mod:`attnlib.tasks` and
+  the defaults of :mod:`attnlib.decoding`).
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ class Vocabulary:
     ['<pad>', '<bos>', '<eos>', '<unk>', 'a']
     >>> vocab.encode(["a", "zzz"], add_eos=True)
     [4, 3, 2]
+    >>> vocab.id_to_token(4), vocab.token_to_id("a")
+    ('a', 4)
     """
 
     def __init__(self, tokens: Iterable[str] = ()) -> None:
@@ -152,11 +161,14 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} tokens: {self.itos[:8]}{' ...' if len(self) > 8 else ''})"
 
-    def lookup(self, idx: int) -> str:
+    def id_to_token(self, idx: int) -> str:
         """The token of id ``idx``."""
-        if not 0 <= idx < len(self):
-            raise IndexError(f"idx: expected an id in [0, {len(self)}), got {idx}")
+        _check_id(idx, len(self))
         return self.itos[idx]
+
+    def token_to_id(self, token: str) -> int:
+        """The id of ``token``, or ``unk_idx`` for an unknown token."""
+        return self[token]
 
     def encode(
         self, tokens: Sequence[str], *, add_bos: bool = False, add_eos: bool = False
@@ -175,7 +187,7 @@ class Vocabulary:
                 break
             if skip_special and i in (self.pad_idx, self.bos_idx):
                 continue
-            out.append(self.lookup(i))
+            out.append(self.id_to_token(i))
         return out
 
     def save(self, path: str | Path) -> None:
@@ -255,6 +267,14 @@ class WordTokenizer:
         """The text of ``ids``; with ``skip_special``, stop at EOS and drop padding and BOS."""
         return " ".join(self.vocab.decode(ids, skip_special=skip_special))
 
+    def id_to_token(self, idx: int) -> str:
+        """The token of id ``idx``."""
+        return self.vocab.id_to_token(idx)
+
+    def token_to_id(self, token: str) -> int:
+        """The id of ``token``, or ``unk_idx`` for an unknown token."""
+        return self.vocab.token_to_id(token)
+
     def save(self, path: str | Path) -> None:
         """Write the tokenizer to ``path`` (JSON)."""
         options = {"lowercase": self.lowercase, "remove_punctuation": self.remove_punctuation}
@@ -274,7 +294,7 @@ class SubwordTokenizer:
     Text is NFKC-normalised and lower-cased, then split into words and
     punctuation marks; each of them starts with ``"▁"`` (as in SentencePiece),
     so that :meth:`decode` knows where words begin: ``"unwatchable"`` may
-    become ``["▁un", "watch", "able"]``. Use :meth:`train` to create one.
+    become ``["▁un", "watch", "able"]``. Use :meth:`fit` to create one.
 
     Training is reproducible: the same texts give the same merges in every
     process. (With a ``"##"`` continuation prefix, as BERT's WordPiece uses,
@@ -298,19 +318,24 @@ class SubwordTokenizer:
                 )
         self.tokenizer = tokenizer
 
-    pad_idx, bos_idx, eos_idx, unk_idx = 0, 1, 2, 3
+    pad_idx, bos_idx, eos_idx, unk_idx = (
+        Vocabulary.pad_idx,
+        Vocabulary.bos_idx,
+        Vocabulary.eos_idx,
+        Vocabulary.unk_idx,
+    )
 
     @classmethod
-    def train(
-        cls, texts: Iterable[str], *, vocab_size: int = 1000, min_frequency: int = 2
+    def fit(
+        cls, texts: Iterable[str], *, min_freq: int = 2, vocab_size: int = 1000
     ) -> SubwordTokenizer:
         """Learn merges from ``texts`` until the vocabulary (specials and single
         characters included) has ``vocab_size`` entries, merging only pairs
-        seen at least ``min_frequency`` times."""
+        seen at least ``min_freq`` times."""
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+        check_positive_int(min_freq, "min_freq")
         check_positive_int(vocab_size, "vocab_size")
-        check_positive_int(min_frequency, "min_frequency")
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -319,7 +344,7 @@ class SubwordTokenizer:
         tok.decoder = decoders.Metaspace()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
-            min_frequency=min_frequency,
+            min_frequency=min_freq,
             special_tokens=list(SPECIALS),
             show_progress=False,
         )
@@ -346,6 +371,16 @@ class SubwordTokenizer:
             ids = [i for i in ids if i not in (self.pad_idx, self.bos_idx)]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    def id_to_token(self, idx: int) -> str:
+        """The token of id ``idx``."""
+        _check_id(idx, len(self))
+        return self.tokenizer.id_to_token(int(idx))
+
+    def token_to_id(self, token: str) -> int:
+        """The id of ``token``, or ``unk_idx`` for an unknown token."""
+        idx = self.tokenizer.token_to_id(token)
+        return self.unk_idx if idx is None else idx
+
     def save(self, path: str | Path) -> None:
         """Write the tokenizer to ``path`` (JSON)."""
         self.tokenizer.save(str(path))
@@ -356,6 +391,11 @@ class SubwordTokenizer:
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_file(str(path)))
+
+
+def _check_id(idx: int, size: int) -> None:
+    if not 0 <= idx < size:
+        raise IndexError(f"idx: expected an id in [0, {size}), got {idx}")
 
 
 def _text(text: object) -> str:

@@ -17,8 +17,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, shape_str
 from ..capture import record_attention
-from ..seq2seq import Seq2Seq
-from ..transformer import DecoderLM, Seq2SeqTransformer
+from ..models import EncoderDecoderModel, SequenceModel, attention_kind_from_name
 
 __all__ = ["KINDS", "AttentionMaps", "capture_attention", "token_labels"]
 
@@ -128,17 +127,14 @@ class AttentionMaps:
 
 
 def token_labels(ids: Sequence[int], tokenizer) -> list[str]:
-    """Readable labels for token ids, from an attnlib tokenizer (or a Hugging
-    Face one); duplicates stay as they are."""
+    """Readable labels for token ids, from an attnlib tokenizer or
+    :class:`~attnlib.data.text.Vocabulary` (their ``id_to_token``) or a Hugging
+    Face tokenizer (its ``convert_ids_to_tokens``); duplicates stay as they are."""
     ids = [int(i) for i in ids]
     if hasattr(tokenizer, "convert_ids_to_tokens"):  # Hugging Face
         return list(tokenizer.convert_ids_to_tokens(ids))
-    if hasattr(tokenizer, "vocab") and hasattr(tokenizer.vocab, "lookup"):  # WordTokenizer
-        return [tokenizer.vocab.lookup(i) for i in ids]
-    if hasattr(tokenizer, "tokenizer") and hasattr(tokenizer.tokenizer, "id_to_token"):
-        return [tokenizer.tokenizer.id_to_token(i) for i in ids]  # SubwordTokenizer
-    if hasattr(tokenizer, "lookup"):  # a Vocabulary
-        return [tokenizer.lookup(i) for i in ids]
+    if callable(getattr(tokenizer, "id_to_token", None)):  # attnlib's shared interface
+        return [tokenizer.id_to_token(i) for i in ids]
     raise TypeError(
         f"tokenizer: expected an attnlib or Hugging Face tokenizer, got {type(tokenizer).__name__}"
     )
@@ -158,14 +154,6 @@ def _one(x: Tensor, name: str) -> Tensor:
     return x
 
 
-def _kind_of(name: str, model: nn.Module) -> str:
-    if "cross" in name or isinstance(model, Seq2Seq):
-        return "cross"
-    if "decoder" in name or isinstance(model, DecoderLM):
-        return "decoder"
-    return "encoder"
-
-
 def _labels(ids: Tensor, tokenizer, given: Sequence[str] | None) -> list[str]:
     if given is not None:
         return list(given)
@@ -176,7 +164,7 @@ def _labels(ids: Tensor, tokenizer, given: Sequence[str] | None) -> list[str]:
 
 @torch.no_grad()
 def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_labels):
-    if isinstance(model, Seq2SeqTransformer | Seq2Seq):
+    if isinstance(model, EncoderDecoderModel):
         if not (isinstance(inputs, tuple | list) and len(inputs) == 2):
             raise TypeError(
                 "inputs: expected (src, tgt_in) for an encoder-decoder model, "
@@ -196,11 +184,14 @@ def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_
         model.train(was_training)
     if not len(record):
         raise ValueError(f"model: no attention layer ran in {type(model).__name__}")
+    kind_of = (
+        model.attention_kind if isinstance(model, SequenceModel) else attention_kind_from_name
+    )
     per_kind: dict[str, list[Tensor]] = {}
     for name in record.names():
         w = record.steps(name)  # (1, H, Lq, Lk) or (1, Lq, Lk) for single-head layers
         w = w[:, None] if w.dim() == 3 else w
-        per_kind.setdefault(_kind_of(name, model), []).append(w[0])
+        per_kind.setdefault(kind_of(name), []).append(w[0])
     weights = {k: torch.stack(v) for k, v in per_kind.items()}  # (layers, H, Lq, Lk)
     pad = getattr(model, "pad_idx", None)
     src_labels = _labels(src, tokenizer, labels)

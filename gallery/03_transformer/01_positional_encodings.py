@@ -241,7 +241,7 @@ def build(positions: str) -> Reverser:
     if positions == "sinusoidal":
         model.positions = SinusoidalPositionalEncoding(width, max_len=seq_len)
     elif positions == "learned":
-        model.positions = LearnedPositionalEmbedding(seq_len, width)
+        model.positions = LearnedPositionalEmbedding(width, max_len=seq_len)
     return model
 
 

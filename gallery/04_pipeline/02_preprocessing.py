@@ -165,7 +165,7 @@ pd.DataFrame(
     {
         "token": ["<bos>", *word_tok.tokenize(example), "<eos>"],
         "id": example_ids,
-        "decoded": [vocab.lookup(i) for i in example_ids],
+        "decoded": [vocab.id_to_token(i) for i in example_ids],
     }
 ).T
 
@@ -231,14 +231,14 @@ vocab_sizes.pivot(index="min_freq", columns="corpus", values=["size", "coverage"
 # of them: misspellings, rare words, new compounds. Subword tokenizers split
 # words into pieces learned from the training text, so that frequent words
 # stay whole and any other word is spelled with smaller pieces, down to single
-# characters. :meth:`attnlib.data.text.SubwordTokenizer.train` learns a
+# characters. :meth:`attnlib.data.text.SubwordTokenizer.fit` learns a
 # byte-pair encoding (BPE) with Hugging Face ``tokenizers``. Every word and
 # every punctuation mark starts with the marker ``▁`` (as in SentencePiece),
 # so a piece that begins with ``▁`` begins a word and decoding knows where to
 # put the spaces back. ``vocab_size`` counts everything: the 4 specials, the
 # characters (the marker among them) and the merged pieces.
 
-subword_tok = SubwordTokenizer.train(train["text"], vocab_size=300)
+subword_tok = SubwordTokenizer.fit(train["text"], vocab_size=300)
 unseen = ["unwatchable", "borring", "dellightful", "soundtracks"]
 subword_rows = []
 for word in unseen:
@@ -246,7 +246,7 @@ for word in unseen:
     subword_rows.append(
         {
             "word": word,
-            "word tokenizer": [vocab.lookup(i) for i in word_tok.encode(word)],
+            "word tokenizer": [vocab.id_to_token(i) for i in word_tok.encode(word)],
             "subword pieces": pieces,
             "decode(encode(word))": subword_tok.decode(subword_tok.encode(word)),
         }
@@ -355,7 +355,7 @@ print("most frequent:", word_counts.most_common(8))
 # %%
 # **Against our SubwordTokenizer.** Its vocabulary of 300 holds the 4
 # specials and the alphabet, so it learned 300 - 4 - (size of the alphabet) merges (with
-# its default ``min_frequency=2``); we learn as many from the same table.
+# its default ``min_freq=2``); we learn as many from the same table.
 # The merges come out identical, in the same order, and so do the
 # tokenizations of every word of the validation and test texts plus some
 # words that never occur (words with a character outside the training
@@ -413,7 +413,7 @@ pd.DataFrame(
 # distinct words whole with 300 symbols, 19 with 100; mean lengths 1.14 and
 # 2.29-2.30 times the word count), then the distribution of tokens per review:
 
-small_subword_tok = SubwordTokenizer.train(train["text"], vocab_size=100)
+small_subword_tok = SubwordTokenizer.fit(train["text"], vocab_size=100)
 lengths = pd.DataFrame(
     {
         f"words ({len(word_tok)} tokens)": [len(word_tok.encode(t)) for t in train["text"]],
@@ -526,7 +526,7 @@ fig.suptitle(f"One batch of 8 reviews, padded to its longest ({L} tokens)")
 plt.show()
 print(f"padding fraction of this batch: {1 - mask_2d.float().mean():.2f}")
 pd.DataFrame(
-    [[vocab.lookup(i) if i else "·" for i in row] for row in batch.inputs.tolist()],
+    [[vocab.id_to_token(i) if i else "·" for i in row] for row in batch.inputs.tolist()],
     index=[f"review {i}" for i in range(B)],
 )
 
