@@ -4,14 +4,16 @@
 ``nox -s docs -- PATTERN``   execute only the tutorials whose path matches PATTERN
 ``nox -s docs-live``  rebuild on change and serve with live reload
 ``nox -s tests``      run pytest (arguments after ``--`` go to pytest)
-``nox -s lint``       ruff check and ruff format --check
+``nox -s lint``       ruff check, ruff format --check, Biome on the explorer's JS and CSS
 ``nox -s gallery-matrix``  run every tutorial as a plain script on seeds 0-2 x 1, 2 threads
+``nox -s bench``      time attnlib's MultiHeadAttention against PyTorch's (ratios)
 
 Every session installs pinned versions from ``constraints.txt``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -106,11 +108,52 @@ def gallery_matrix(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Time attnlib's MultiHeadAttention against torch.nn.MultiheadAttention, as ratios
+    measured in one run (arguments after ``--`` go to ``python -m attnlib.bench``)."""
+    _install(session)
+    session.run("python", "-m", "attnlib.bench", *session.posargs)
+
+
+#: Biome, the formatter and linter of the explorer's JavaScript and CSS (biome.jsonc).
+BIOME_VERSION = "2.6.8"
+
+
+def _biome(session: nox.Session) -> str:
+    """Biome, installed with npm into the session's folder unless that version is there
+    (so a reused session runs offline)."""
+    prefix = Path(session.virtualenv.location) / "biome"
+    manifest = prefix / "node_modules" / "@biomejs" / "biome" / "package.json"
+    installed = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
+    if installed != BIOME_VERSION:
+        session.run(
+            "npm",
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-save",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            f"@biomejs/biome@{BIOME_VERSION}",
+            external=True,
+        )
+    return str(prefix / "node_modules" / ".bin" / "biome")
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff."""
+    """Check style and formatting: ruff for Python, Biome for the JavaScript and CSS.
+
+    Biome (``@biomejs/biome``, version ``BIOME_VERSION``, configured by biome.jsonc)
+    checks formatting and its recommended lint rules, writing nothing; it needs node and
+    npm. To apply its formatting and safe fixes: ``.nox/lint/biome/node_modules/.bin/biome
+    check --write``.
+    """
     session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run(_biome(session), "ci", external=True)
 
 
 if os.environ.get("CI"):

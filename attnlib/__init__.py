@@ -47,7 +47,7 @@ from .functional import (
 )
 from .interpret.plots import visualize_attention_weights
 from .masks import causal_mask, create_masks, mask_future_tokens, padding_mask, sliding_window_mask
-from .plotting import plot_attention, plot_attention_heads
+from .plotting import plot_attention, plot_attention_heads, plot_history
 from .report import key_figure
 from .seq2seq import Seq2Seq
 from .training import Trainer, seed_everything, train_model
@@ -97,6 +97,7 @@ __all__ = [
     "padding_mask",
     "plot_attention",
     "plot_attention_heads",
+    "plot_history",
     "record_attention",
     "scaled_dot_product_attention",
     "seed_everything",

@@ -1,4 +1,5 @@
-"""Attention heatmaps with token labels, colour bars and masks drawn as masks.
+"""Attention heatmaps with token labels, colour bars and masks drawn as masks,
+and the learning curves of a training run.
 
 The figures are meant for the site: a title, labelled axes (query down the
 side, key along the top), a colour bar, and masked cells hatched in grey so
@@ -17,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ._checks import shape_str
 
-__all__ = ["plot_attention", "plot_attention_heads"]
+__all__ = ["plot_attention", "plot_attention_heads", "plot_history"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -219,4 +220,84 @@ def plot_attention_heads(
     fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="weight (shared scale)")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+_CURVES = {  # column of a history -> (panel, legend entry, marker)
+    "loss": (0, "training", "o"),
+    "val_loss": (0, "validation", "s"),
+    "accuracy": (1, "training", "o"),
+    "val_accuracy": (1, "validation", "s"),
+}
+
+
+def plot_history(
+    history,
+    *,
+    x: str = "epoch",
+    axes: Sequence[Axes] | None = None,
+    label: str | None = None,
+    columns: Sequence[str] | None = None,
+    log_loss: bool = False,
+    chance: float | None = None,
+    accuracy_label: str = "accuracy",
+    loss_label: str = "cross-entropy",
+) -> Figure:
+    """Learning curves: loss on the left, accuracy on the right.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame or list of dict
+        One row per epoch (or step), as :meth:`attnlib.training.Trainer.fit`
+        returns: any of the columns ``loss``, ``val_loss``, ``accuracy``,
+        ``val_accuracy``, and ``x``.
+    x : str
+        The column along the horizontal axis.
+    axes : pair of matplotlib Axes, optional
+        Draw into these (to overlay several runs); default a new figure.
+    label : str, optional
+        Prefix of the legend entries (the run's name, when overlaying runs).
+    columns : sequence of str, optional
+        The curves to draw; default every one of the four present.
+    log_loss : bool
+        Logarithmic loss axis.
+    chance : float, optional
+        Draw the accuracy of guessing as a dotted line.
+    accuracy_label, loss_label : str
+        The y-axis labels (say what is counted: tokens, sentences ...).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    if x not in frame:
+        raise ValueError(f"history: expected a column {x!r}, got columns {list(frame.columns)}")
+    columns = [c for c in _CURVES if c in frame] if columns is None else list(columns)
+    present = [c for c in _CURVES if c in frame]
+    unknown = [c for c in columns if c not in present]
+    if unknown or not columns:
+        raise ValueError(f"columns: expected some of {present}, got {unknown or columns}")
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+    fig = axes[0].figure
+    for column in columns:
+        panel, name, marker = _CURVES[column]
+        legend = name if label is None else f"{label} ({name})"
+        axes[panel].plot(frame[x], frame[column], marker=marker, label=legend)
+    if chance is not None and not any(line.get_label() == "chance" for line in axes[1].lines):
+        axes[1].axhline(chance, color="grey", ls=":", label="chance")
+    if log_loss:
+        axes[0].set_yscale("log")
+    for ax, title, ylabel in (
+        (axes[0], "Loss", loss_label),
+        (axes[1], "Accuracy", accuracy_label),
+    ):
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if ax.lines:
+            ax.legend()
     return fig

@@ -2,23 +2,36 @@
 
 No browser here: the HTML fragment (no foreign URL, no external script, escaping), the
 compact encodings decoded back by an independent decoder, the checks on what the page can
-reproduce, and the ipywidgets version. tests/browser/test_explorer.py runs the pages.
+reproduce, the parameter map through which the page's code finds every tensor (that code's
+forward pass run in Node.js where ``node`` is installed), and the ipywidgets version.
+tests/browser/test_explorer.py runs the pages.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from attnlib.attention import MultiHeadAttention
 from attnlib.data.text import SubwordTokenizer, WordTokenizer
 from attnlib.inference import predict
-from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer, export_classifier
+from attnlib.interpret.explorer import (
+    CLASSIFIER_FORMAT,
+    AttentionExplorer,
+    ClassifierExplorer,
+    _asset,
+    export_classifier,
+)
 from attnlib.interpret.maps import AttentionMaps, capture_attention
 from attnlib.transformer import DecoderLM, EncoderClassifier
 
@@ -151,9 +164,14 @@ def test_exported_weights_are_exact(model, tokenizer):
         array = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(shape)
         assert torch.equal(torch.from_numpy(array.copy()), state[name]), name
     config = spec["config"]
+    assert spec["format"] == CLASSIFIER_FORMAT == "attnlib-classifier/2"
     assert (config["d_model"], config["nhead"], config["num_layers"]) == (16, 2, 2)
     assert (config["max_len"], config["pooling"], config["activation"]) == (8, "mean", "relu")
     assert config["eps"]["encoder.layers.1.norm2"] == 1e-5
+    assert config["norm_eps"] == {
+        "layers": [{"norm1": 1e-5, "norm2": 1e-5}] * 2,
+        "final_norm": None,
+    }
     assert spec["tokenizer"]["tokens"] == tokenizer.vocab.itos
     assert spec["classes"] == ["a", "b", "c"]
 
@@ -167,6 +185,213 @@ def test_export_covers_pre_norm_gelu_and_first_pooling(tokenizer):
     assert spec["config"]["final_norm"] and spec["config"]["norm_first"]
     assert (spec["config"]["activation"], spec["config"]["pooling"]) == ("gelu", "first")
     assert "encoder.norm.weight" in spec["tensors"]
+    assert spec["params"]["final_norm_weight"] == "encoder.norm.weight"
+
+
+# -- the parameter map: the page finds every tensor through it ----------------------------
+
+NODE = shutil.which("node")
+# Runs explorer.js (as the page inlines it) in Node.js: each case's model data through the
+# page's Classifier, its forward pass or its error message back as JSON.
+RUN_JS = r"""
+const vm = require("node:vm");
+const input = JSON.parse(require("node:fs").readFileSync(0, "utf8"));
+globalThis.window = globalThis;
+vm.runInThisContext(input.code, { filename: "explorer.js" });
+const results = input.cases.map(({ spec, ids }) => {
+  try {
+    const out = new window.attnlibExplorer.Classifier(spec).forward(ids);
+    return { attention: out.attention.map((l) => l.map((h) => Array.from(h))), probs: out.probs };
+  } catch (error) {
+    return { error: error.message };
+  }
+});
+process.stdout.write(JSON.stringify(results));
+"""
+IDS = [[2, 5, 7, 3, 9], [4, 0, 6, 0, 8, 2, 5, 3]]  # the second with padding (id 0)
+
+
+def _run_js(cases: list[tuple[dict, list[int]]]) -> list[dict]:
+    """The page's forward pass of each ``(spec, ids)``, run by Node.js."""
+    if NODE is None:
+        reason = "no node: the page's JavaScript is not run here (apt-get install nodejs)"
+        if os.environ.get("ATTNLIB_REQUIRE_BROWSER", "") not in ("", "0"):
+            pytest.fail(f"{reason} (ATTNLIB_REQUIRE_BROWSER is set)", pytrace=False)
+        pytest.skip(reason)
+    data = {"code": _asset("explorer.js"), "cases": [{"spec": s, "ids": i} for s, i in cases]}
+    done = subprocess.run(
+        [NODE, "-e", RUN_JS], input=json.dumps(data), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _assert_matches_pytorch(result: dict, model: EncoderClassifier, ids: list[int]) -> None:
+    assert "error" not in result, result
+    tokens = torch.tensor([ids])
+    maps = capture_attention(model.eval(), tokens)["encoder"].double()  # (layers, heads, L, L)
+    with torch.no_grad():
+        probs = torch.softmax(model(tokens).double(), -1)[0]
+    page = torch.tensor(result["attention"], dtype=torch.float64).reshape(maps.shape)
+    assert (page - maps).abs().max() < 1e-5
+    assert (torch.tensor(result["probs"], dtype=torch.float64) - probs).abs().max() < 1e-5
+
+
+def _keys(params: dict) -> list[str]:
+    """Every state-dict key the map names (None: no final LayerNorm)."""
+    keys = [key for role, key in params.items() if role != "layers"]
+    keys += [key for layer in params["layers"] for key in layer.values()]
+    return [key for key in keys if key is not None]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_parameter_map_names_every_tensor_with_its_shape(tokenizer, norm_first):
+    d, ff, v, c = 16, 24, len(tokenizer), 3
+    model = EncoderClassifier(
+        v, c, d_model=d, nhead=2, num_layers=2, dim_feedforward=ff, norm_first=norm_first
+    )
+    model.encoder.layers[1].self_attn.k_proj.bias = None  # exported as zeros, under its key
+    spec = export_classifier(model, tokenizer, ["a", "b", "c"])
+    params, tensors = spec["params"], spec["tensors"]
+    json.dumps(params)
+
+    def linear(n_out, n_in):
+        return {"weight": [n_out, n_in], "bias": [n_out]}
+
+    norm = {"weight": [d], "bias": [d]}
+    modules = {"embedding": {"weight": [v, d]}, "head": linear(c, d)}
+    modules["final_norm"] = norm if norm_first else {"weight": None, "bias": None}
+    per_layer = dict.fromkeys(("q", "k", "v", "out"), linear(d, d))
+    per_layer |= {"ff1": linear(ff, d), "ff2": linear(d, ff), "norm1": norm, "norm2": norm}
+    expected = {f"{m}_{p}": shape for m, ps in modules.items() for p, shape in ps.items()}
+    layer_shapes = {f"{m}_{p}": shape for m, ps in per_layer.items() for p, shape in ps.items()}
+    assert set(params) == {*expected, "layers"}
+    assert len(params["layers"]) == spec["config"]["num_layers"] == 2
+    for roles, shapes in [(params, expected), *((r, layer_shapes) for r in params["layers"])]:
+        assert set(roles) - {"layers"} == set(shapes)
+        for role, shape in shapes.items():
+            if shape is None:
+                assert roles[role] is None, role
+            else:
+                assert tensors[roles[role]][0] == shape, role
+    # one role per tensor, one tensor per role, and every parameter has one
+    keys = _keys(params)
+    assert len(keys) == len(set(keys)) and set(keys) == set(tensors)
+    assert {n for n, _ in model.named_parameters()} <= set(keys)
+    # each role names the module the forward pass uses for it
+    layer = model.encoder.layers[1]
+    for role, tensor in [
+        (params["embedding_weight"], model.embed.embedding.weight),
+        (params["head_bias"], model.head.bias),
+        (params["layers"][1]["q_weight"], layer.self_attn.q_proj.weight),
+        (params["layers"][1]["ff2_weight"], layer.ff.linear2.weight),
+        (params["layers"][1]["norm2_bias"], layer.norm2.bias),
+    ]:
+        assert model.get_parameter(role) is tensor
+    k_bias = params["layers"][1]["k_bias"]
+    assert k_bias not in dict(model.named_parameters()) and tensors[k_bias][0] == [d]
+    assert not np.frombuffer(base64.b64decode(tensors[k_bias][1]), "<f4").any()
+    assert config_eps_follow_the_map(spec, model)
+
+
+def config_eps_follow_the_map(spec: dict, model: EncoderClassifier) -> bool:
+    eps = spec["config"]["norm_eps"]
+    layers = model.encoder.layers
+    assert eps["layers"] == [{"norm1": x.norm1.eps, "norm2": x.norm2.eps} for x in layers]
+    final = model.encoder.norm
+    assert eps["final_norm"] == (None if final is None else final.eps)
+    return True
+
+
+def test_page_runs_the_exported_model(model, tokenizer):
+    for p in model.parameters():
+        p.data.normal_(std=0.5)
+    pre = EncoderClassifier(len(tokenizer), 3, d_model=8, nhead=2, num_layers=1, norm_first=True)
+    pre.pooling = "first"
+    pre.encoder.layers[0].ff.activation = "gelu"
+    cases = [(m, ids) for m in (model, pre) for ids in IDS]
+    specs = [export_classifier(m, tokenizer, ["a", "b", "c"]) for m, _ in cases]
+    results = _run_js([(spec, ids) for spec, (_, ids) in zip(specs, cases, strict=True)])
+    for result, (m, ids) in zip(results, cases, strict=True):
+        _assert_matches_pytorch(result, m, ids)
+
+
+def test_the_map_follows_a_renamed_attribute(model, tokenizer, monkeypatch):
+    """Attributes renamed in the model's code (here ``head`` -> ``classifier`` and every
+    ``q_proj`` -> ``query``, the old names left as what ``_modules_by_role`` reads) change
+    the exported keys; the page, which reads the map only, computes the same."""
+
+    def renamed(new: str, old: str):
+        return property(lambda self: self._modules.get(new) or self._modules[old])
+
+    monkeypatch.setattr(EncoderClassifier, "head", renamed("classifier", "head"), raising=False)
+    monkeypatch.setattr(MultiHeadAttention, "q_proj", renamed("query", "q_proj"), raising=False)
+    for p in model.parameters():
+        p.data.normal_(std=0.5)
+    model._modules["classifier"] = model._modules.pop("head")
+    for layer in model.encoder.layers:
+        layer.self_attn._modules["query"] = layer.self_attn._modules.pop("q_proj")
+    spec = export_classifier(model, tokenizer, ["a", "b", "c"])
+    params = spec["params"]
+    assert (params["head_weight"], params["head_bias"]) == ("classifier.weight", "classifier.bias")
+    assert params["layers"][1]["q_weight"] == "encoder.layers.1.self_attn.query.weight"
+    state = {k for k in model.state_dict() if not k.endswith("table")}
+    assert set(spec["tensors"]) == set(_keys(params)) == state
+    assert "head.weight" not in spec["tensors"]
+    for result, ids in zip(_run_js([(spec, ids) for ids in IDS]), IDS, strict=True):
+        _assert_matches_pytorch(result, model, ids)
+
+
+def test_a_moved_attribute_fails_in_python_not_on_the_page(model, tokenizer):
+    model._modules["classifier"] = model._modules.pop("head")  # a rename nobody told the map
+    with pytest.raises(TypeError, match=r"'head'.* update attnlib.interpret.explorer._modules_by"):
+        ClassifierExplorer(model, tokenizer, ["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"'head'.* update attnlib.interpret.explorer._modules_by"):
+        export_classifier(model, tokenizer, ["a", "b", "c"])
+
+
+def test_a_parameter_the_map_misses_raises(model, tokenizer):
+    model.encoder.layers[1].register_parameter("gate", nn.Parameter(torch.ones(16)))
+    with pytest.raises(
+        ValueError, match=r"no role for the parameters \['encoder.layers.1.gate'\]"
+    ):
+        export_classifier(model, tokenizer, ["a", "b", "c"])
+
+
+def test_page_refuses_other_formats_and_missing_tensors(model, tokenizer):
+    spec = export_classifier(model, tokenizer, ["a", "b", "c"])
+    old = {**spec, "format": "attnlib-classifier/1"}
+    missing = json.loads(json.dumps(spec))
+    del missing["tensors"][missing["params"]["layers"][1]["ff1_bias"]]
+    errors = [r.get("error") for r in _run_js([(old, [2, 3]), (missing, [2, 3])])]
+    assert errors[0] == (
+        'expected model data of format attnlib-classifier/2, got "attnlib-classifier/1": '
+        "export the model again with the attnlib version of this page"
+    )
+    assert errors[1] == (
+        "model data: params.layers[1].ff1_bias names encoder.layers.1.ff.linear1.bias, "
+        "not among its tensors"
+    )
+
+
+def test_page_code_names_no_parameter():
+    """The page's code finds tensors through the map only: no state-dict key in it, every
+    role it reads is one the map has, and it reads the format Python writes."""
+    code = _asset("explorer.js")  # as the page gets it: no comments
+    for literal in ('"encoder.layers', "`encoder.", '.weight"', '.bias"', '"embed.', '"head.'):
+        assert literal not in code
+    strings = re.findall(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`(?:[^`\\]|\\.)*`', code)
+    key = re.compile(r"\.(weight|bias)\b|\b(embed|encoder|layers|self_attn|ff|head)\.\w|_proj\b")
+    literal_text = (re.sub(r"\$\{[^}]*\}", "", s) for s in strings)  # not what ${...} holds
+    assert [s for s in literal_text if key.search(s)] == []
+    assert re.findall(r"tensors\[(\w+)\]", code) == ["key"]  # only in tensorsByRole
+    assert re.findall(r'const MODEL_FORMAT = "([^"]+)";', code) == [CLASSIFIER_FORMAT]
+    tokenizer = WordTokenizer.fit(TEXTS)
+    model = EncoderClassifier(len(tokenizer), 2, d_model=8, nhead=2, norm_first=True)
+    params = export_classifier(model, tokenizer, ["x", "y"])["params"]
+    roles = {r for r in params if r != "layers"} | set(params["layers"][0])
+    used = set(re.findall(r"\b(?:w|top)\.(\w+_(?:weight|bias))\b", code))
+    assert used == roles
 
 
 # -- what the page cannot reproduce ------------------------------------------------------
@@ -194,7 +419,7 @@ def test_refuses_unknown_activation_and_interventions(model, tokenizer):
 
 
 def test_refuses_subword_tokenizers_and_others(model, tokenizer):
-    subword = SubwordTokenizer.train(TEXTS * 3, vocab_size=40)
+    subword = SubwordTokenizer.fit(TEXTS * 3, vocab_size=40)
     with pytest.raises(TypeError, match="SubwordTokenizer is not supported"):
         ClassifierExplorer(model, subword, ["a", "b", "c"])
     with pytest.raises(TypeError, match=r"expected an attnlib WordTokenizer .*, got dict"):
@@ -266,7 +491,7 @@ def test_classifier_widget_updates(model, tokenizer):
         classifier_widget(model, tokenizer, ["a", "b", "c"], layer=5)
 
     # computed in Python, the widget takes a subword tokenizer too
-    subword = SubwordTokenizer.train(TEXTS * 3, vocab_size=40)
+    subword = SubwordTokenizer.fit(TEXTS * 3, vocab_size=40)
     other = EncoderClassifier(len(subword), 2, d_model=8, nhead=2, num_layers=1)
     widget = classifier_widget(other, subword, ["x", "y"], text="a good plot")
     assert "".join(widget.state["tokens"]).replace("\u2581", " ").strip() == "a good plot"

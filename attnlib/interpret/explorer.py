@@ -44,7 +44,7 @@ __all__ = ["AttentionExplorer", "ClassifierExplorer", "export_classifier"]
 
 _STATIC = Path(__file__).with_name("static")
 #: Format tag of :func:`export_classifier`'s output, checked by the JavaScript.
-CLASSIFIER_FORMAT = "attnlib-classifier/1"
+CLASSIFIER_FORMAT = "attnlib-classifier/2"
 _KIND_LABELS = {
     "encoder": "encoder self-attention",
     "decoder": "decoder self-attention",
@@ -364,11 +364,75 @@ def _exact_type(obj, expected: type, name: str) -> None:
         )
 
 
+def _modules_by_role(model: nn.Module) -> dict:
+    """The one place that knows where an EncoderClassifier keeps the modules whose
+    parameters the JavaScript reads: role name to module, each layer's under ``"layers"``
+    (``"final_norm"`` is ``None`` without a final LayerNorm).
+
+    :func:`_parameter_map` turns it into the exported map of role to state-dict key, so a
+    renamed or moved attribute needs a change here only (and until then raises here, in
+    Python, rather than breaking the page).
+    """
+    try:
+        return {
+            "embedding": model.embed.embedding,
+            "layers": [
+                {
+                    "q": layer.self_attn.q_proj,
+                    "k": layer.self_attn.k_proj,
+                    "v": layer.self_attn.v_proj,
+                    "out": layer.self_attn.out_proj,
+                    "ff1": layer.ff.linear1,
+                    "ff2": layer.ff.linear2,
+                    "norm1": layer.norm1,
+                    "norm2": layer.norm2,
+                }
+                for layer in model.encoder.layers
+            ],
+            "final_norm": model.encoder.norm,
+            "head": model.head,
+        }
+    except AttributeError as exc:
+        raise TypeError(
+            f"model: {exc}: the explorer finds an EncoderClassifier's parameters through "
+            "these attributes; update attnlib.interpret.explorer._modules_by_role to the "
+            "model's layout"
+        ) from None
+
+
+#: The module type of each role of :func:`_modules_by_role`.
+_ROLE_TYPES: dict[str, type] = {
+    "embedding": nn.Embedding,
+    **dict.fromkeys(("q", "k", "v", "out", "ff1", "ff2", "head"), nn.Linear),
+    **dict.fromkeys(("norm1", "norm2", "final_norm"), nn.LayerNorm),
+}
+#: The parameters the JavaScript reads of each type of module, with the value that stands
+#: in for one that is ``None`` (a bias or a LayerNorm affine turned off).
+_PARAMETERS: dict[type, dict[str, float]] = {
+    nn.Embedding: {"weight": math.nan},  # never None
+    nn.Linear: {"weight": math.nan, "bias": 0.0},  # the weight is never None
+    nn.LayerNorm: {"weight": 1.0, "bias": 0.0},
+}
+
+
+def _leaves(roles: dict) -> list[tuple[str, str, object]]:
+    """``(where, role, value)`` of every entry of a role dict (of modules or of keys), the
+    layers' included: ``("embedding", "embedding", ...)``, ``("layers[0].q", "q", ...)``."""
+    items = []
+    for role, value in roles.items():
+        if role == "layers":
+            for i, layer in enumerate(value):
+                items += [(f"layers[{i}].{r}", r, v) for r, v in layer.items()]
+        else:
+            items.append((role, role, value))
+    return items
+
+
 def _check_classifier(model: nn.Module) -> None:
     """Raise unless the JavaScript forward pass reproduces ``model`` exactly."""
     from ..attention import MultiHeadAttention
     from ..positional import SinusoidalPositionalEncoding, sinusoidal_encoding
-    from ..transformer import _ACTIVATIONS, Encoder, EncoderClassifier, EncoderLayer
+    from ..transformer import _ACTIVATIONS, EncoderClassifier, EncoderLayer, TransformerEncoder
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an EncoderClassifier, got {type(model).__name__}")
@@ -378,11 +442,16 @@ def _check_classifier(model: nn.Module) -> None:
             f"explorer's JavaScript reproduces), got {type(model).__name__}; "
             "use AttentionExplorer(capture_attention(model, ...)) for other models"
         )
+    roles = _modules_by_role(model)
+    names = {module: name for name, module in model.named_modules()}
+    for where, role, module in _leaves(roles):
+        if module is None and role == "final_norm":
+            continue
+        name = f"model.{names[module]}" if module in names else f"model (role {where})"
+        _exact_type(module, _ROLE_TYPES[role], name)
     check_choice(model.pooling, "model.pooling", ("mean", "first"))
     _exact_type(model.embed.positions, SinusoidalPositionalEncoding, "model.embed.positions")
-    _exact_type(model.embed.embedding, nn.Embedding, "model.embed.embedding")
-    _exact_type(model.encoder, Encoder, "model.encoder")
-    _exact_type(model.head, nn.Linear, "model.head")
+    _exact_type(model.encoder, TransformerEncoder, "model.encoder")
     table = model.embed.positions.table
     d_model = model.embed.embedding.embedding_dim
     if d_model % 2 or not torch.equal(
@@ -392,8 +461,6 @@ def _check_classifier(model: nn.Module) -> None:
             "model.embed.positions: expected the standard sinusoidal table "
             "(sinusoidal_encoding, base 10000), got a modified one"
         )
-    if model.encoder.norm is not None:
-        _exact_type(model.encoder.norm, nn.LayerNorm, "model.encoder.norm")
     for i, layer in enumerate(model.encoder.layers):
         where = f"model.encoder.layers[{i}]"
         _exact_type(layer, EncoderLayer, where)
@@ -411,19 +478,12 @@ def _check_classifier(model: nn.Module) -> None:
             )
         if not attn.batch_first:
             raise ValueError(f"{where}.self_attn.batch_first: expected True, got False")
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            _exact_type(getattr(attn, name), nn.Linear, f"{where}.self_attn.{name}")
         activation = layer.ff.activation
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"{where}.ff.activation: expected one of {sorted(_ACTIVATIONS)} (the "
                 f"activations the JavaScript implements), got {activation!r}"
             )
-        for name in ("linear1", "linear2"):
-            _exact_type(getattr(layer.ff, name), nn.Linear, f"{where}.ff.{name}")
-        for name in ("norm1", "norm2"):
-            norm = getattr(layer, name)
-            _exact_type(norm, nn.LayerNorm, f"{where}.{name}")
     for name, module in model.named_modules():
         if isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) != (d_model,):
             raise ValueError(
@@ -474,9 +534,72 @@ def _float32(t: Tensor | None, like: tuple[int, ...], fill: float) -> np.ndarray
     return t.detach().cpu().to(torch.float32).numpy().astype("<f4")
 
 
+def _parameter_map(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+    """The exported parameter map, role to state-dict key, and the arrays by key.
+
+    The roles are :func:`_modules_by_role`'s, each module's role ``r`` giving one entry
+    ``r_weight``, ``r_bias``, ... per parameter in :data:`_PARAMETERS`; the keys are the
+    modules' names in ``model.named_modules()``, so they follow the model's layout. A
+    parameter that is ``None`` keeps the key it would have and is exported as its neutral
+    value; a missing final LayerNorm has ``None`` keys. Raises where a module is not one
+    of the model's, or where a parameter of the model is not in the map (the page would
+    ignore it).
+    """
+    names = {module: name for name, module in model.named_modules()}
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    arrays: dict[str, np.ndarray] = {}
+
+    def entries(where: str, role: str, module: nn.Module | None) -> dict[str, str | None]:
+        kind = _ROLE_TYPES[role]
+        if module is None:
+            return {f"{role}_{p}": None for p in _PARAMETERS[kind]}
+        if module not in names:
+            raise ValueError(f"model: the module of role {where} is not one of the model's")
+        like = (
+            tuple(module.normalized_shape)
+            if isinstance(module, nn.LayerNorm)
+            else (getattr(module, "out_features", 0),)
+        )
+        out = {}
+        for param, fill in _PARAMETERS[kind].items():
+            key = f"{names[module]}.{param}" if names[module] else param
+            value = getattr(module, param)
+            if value is not None and parameters.get(key) is not value:
+                raise ValueError(f"model: {key} is not the parameter of role {where}_{param}")
+            arrays[key] = _float32(value, like, fill)
+            out[f"{role}_{param}"] = key
+        return out
+
+    params: dict = {}
+    for role, value in _modules_by_role(model).items():
+        if role == "layers":
+            params[role] = [
+                {
+                    k: v
+                    for r, m in layer.items()
+                    for k, v in entries(f"layers[{i}].{r}", r, m).items()
+                }
+                for i, layer in enumerate(value)
+            ]
+        else:
+            params.update(entries(role, role, value))
+    ignored = [name for name in parameters if name not in arrays]
+    if ignored:
+        raise ValueError(
+            f"model: the explorer's map has no role for the parameters {ignored}, which "
+            "the page would ignore; add their modules to "
+            "attnlib.interpret.explorer._modules_by_role and the JavaScript"
+        )
+    return params, arrays
+
+
 def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> dict:
     """Export an :class:`~attnlib.transformer.EncoderClassifier` and its tokenizer for
     :class:`ClassifierExplorer`'s JavaScript.
+
+    The JavaScript finds every tensor through ``params``, a map of role (what the
+    forward pass does with the tensor) to state-dict key, built from the model's modules:
+    a renamed or moved attribute changes the keys, not the page's code.
 
     Parameters
     ----------
@@ -493,59 +616,69 @@ def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> di
     Returns
     -------
     dict
-        JSON-serialisable: ``format`` (``"attnlib-classifier/1"``), ``config``
-        (sizes, ``norm_first``, ``pooling``, ``activation``, ``pad_idx``,
-        ``max_len``, the embedding ``scale``, the LayerNorm ``eps`` by module
-        name, ...), ``tokenizer`` (``tokens`` in id order, ``lowercase``,
-        ``remove_punctuation``, ``unk_idx``, ``pad_idx``), ``classes`` and
-        ``tensors``: state-dict name to ``[shape, base64]``, the bytes of
-        the little-endian float32 values (exact for a float32 model; a
-        missing bias or LayerNorm affine is exported as zeros/ones).
+        JSON-serialisable:
+
+        - ``format``: ``"attnlib-classifier/2"`` (the page refuses any other);
+        - ``config``: sizes, ``norm_first``, ``final_norm``, ``pooling``,
+          ``activation``, ``pad_idx``, ``max_len``, the embedding ``scale``, the
+          LayerNorm epsilons by role in ``norm_eps`` (``{"layers": [{"norm1": eps,
+          "norm2": eps}, ...], "final_norm": eps or None}``) and by module name in
+          ``eps``, ...;
+        - ``tokenizer``: ``tokens`` in id order, ``lowercase``,
+          ``remove_punctuation``, ``unk_idx``, ``pad_idx``;
+        - ``classes``;
+        - ``params``: role to state-dict key, ``<module role>_<parameter>``::
+
+            {"embedding_weight": "embed.embedding.weight",
+             "layers": [{"q_weight": "encoder.layers.0.self_attn.q_proj.weight",
+                         "q_bias": "encoder.layers.0.self_attn.q_proj.bias",
+                         ...  # k_, v_, out_ (attention), ff1_, ff2_ (feed-forward),
+                              # norm1_, norm2_ (LayerNorms): _weight and _bias
+                        }, ...],  # one per layer
+             "final_norm_weight": "encoder.norm.weight",  # None without a final norm
+             "final_norm_bias": "encoder.norm.bias",
+             "head_weight": "head.weight", "head_bias": "head.bias"}
+
+          Every key that is not ``None`` is in ``tensors``, and every parameter
+          of the model is in the map;
+        - ``tensors``: state-dict key to ``[shape, base64]``, the bytes of the
+          little-endian float32 values (exact for a float32 model; a missing
+          bias or LayerNorm affine is exported as zeros or ones, under the key
+          it would have).
+
+    Raises
+    ------
+    TypeError
+        For another model or tokenizer, or a module that is not where
+        ``_modules_by_role`` looks for it.
+    ValueError
+        For what the page cannot reproduce, or a parameter the map misses.
 
     Shape
     -----
-    - ``tensors[name]``: the parameter's shape, e.g. ``embed.embedding.weight``
-      ``(vocab_size, d_model)``, ``encoder.layers.0.self_attn.q_proj.weight``
-      ``(d_model, d_model)``, ``head.weight`` ``(num_classes, d_model)``
+    - ``tensors[params["embedding_weight"]]``: ``(vocab_size, d_model)``
+    - ``tensors[params["layers"][i][r + "_weight"]]``: ``(d_model, d_model)`` for
+      ``r`` in ``q``, ``k``, ``v``, ``out``; ``(dim_feedforward, d_model)`` for
+      ``ff1``; ``(d_model, dim_feedforward)`` for ``ff2``; ``(d_model,)`` for
+      ``norm1``, ``norm2``
+    - ``tensors[params["layers"][i][r + "_bias"]]``: ``(dim_feedforward,)`` for
+      ``ff1``, else ``(d_model,)``
+    - ``tensors[params["final_norm_weight"]]``, ``..._bias``: ``(d_model,)``
+    - ``tensors[params["head_weight"]]``: ``(num_classes, d_model)``;
+      ``..._bias``: ``(num_classes,)``
     """
     _check_classifier(model)
     _check_tokenizer(tokenizer, model)
     classes = _check_classes(classes, model)
-    d_model = model.embed.embedding.embedding_dim
+    params, arrays = _parameter_map(model)
+    tensors = {key: [list(a.shape), _b64(a)] for key, a in arrays.items()}
+    for where, _, key in _leaves(params):
+        if key is not None and key not in tensors:  # by construction; the page relies on it
+            raise RuntimeError(f"params[{where!r}]: {key!r} is not among the tensors")
+    roles = _modules_by_role(model)
+    embedding, final_norm = roles["embedding"], roles["final_norm"]
     layers = list(model.encoder.layers)
     first = layers[0]
-    modules: dict[str, nn.Module] = {"embed.embedding": model.embed.embedding, "head": model.head}
-    eps: dict[str, float] = {}
-    for i, layer in enumerate(layers):
-        p = f"encoder.layers.{i}."
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            modules[f"{p}self_attn.{name}"] = getattr(layer.self_attn, name)
-        modules[f"{p}ff.linear1"] = layer.ff.linear1
-        modules[f"{p}ff.linear2"] = layer.ff.linear2
-        for name in ("norm1", "norm2"):
-            modules[p + name] = getattr(layer, name)
-            eps[p + name] = float(getattr(layer, name).eps)
-    if model.encoder.norm is not None:
-        modules["encoder.norm"] = model.encoder.norm
-        eps["encoder.norm"] = float(model.encoder.norm.eps)
-    tensors = {}
-    for prefix, module in modules.items():
-        weight = module.weight
-        if isinstance(module, nn.LayerNorm):
-            shape = (d_model,)
-            parts = {
-                "weight": _float32(weight, shape, 1.0),
-                "bias": _float32(module.bias, shape, 0.0),
-            }
-        elif isinstance(module, nn.Linear):
-            parts = {
-                "weight": _float32(weight, (), 0),
-                "bias": _float32(module.bias, (module.out_features,), 0.0),
-            }
-        else:  # the embedding
-            parts = {"weight": _float32(weight, (), 0)}
-        for name, array in parts.items():
-            tensors[f"{prefix}.{name}"] = [list(array.shape), _b64(array)]
     activations = {layer.ff.activation for layer in layers}
     norm_first = {layer.norm_first for layer in layers}
     if len(activations) != 1 or len(norm_first) != 1:
@@ -554,24 +687,33 @@ def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> di
             f"got {sorted(activations)} and {sorted(norm_first)}"
         )
     config = {
-        "d_model": d_model,
+        "d_model": embedding.embedding_dim,
         "nhead": first.self_attn.num_heads,
         "num_layers": len(layers),
-        "dim_feedforward": first.ff.linear1.out_features,
-        "num_classes": model.head.out_features,
-        "vocab_size": model.embed.embedding.num_embeddings,
+        "dim_feedforward": roles["layers"][0]["ff1"].out_features,
+        "num_classes": roles["head"].out_features,
+        "vocab_size": embedding.num_embeddings,
         "activation": first.ff.activation,
         "norm_first": bool(first.norm_first),
-        "final_norm": model.encoder.norm is not None,
+        "final_norm": final_norm is not None,
         "pooling": model.pooling,
         "pad_idx": int(model.pad_idx),
         "max_len": int(model.embed.positions.table.shape[0]),
         "base": 10000.0,
         "scale": float(model.embed.scale),
-        "eps": eps,
+        "norm_eps": {
+            "layers": [
+                {r: float(m.eps) for r, m in layer.items() if _ROLE_TYPES[r] is nn.LayerNorm}
+                for layer in roles["layers"]
+            ],
+            "final_norm": None if final_norm is None else float(final_norm.eps),
+        },
+        "eps": {
+            name: float(m.eps) for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)
+        },
     }
-    for i, layer in enumerate(layers):
-        if layer.ff.linear1.out_features != config["dim_feedforward"] or (
+    for i, (layer, layer_roles) in enumerate(zip(layers, roles["layers"], strict=True)):
+        if layer_roles["ff1"].out_features != config["dim_feedforward"] or (
             layer.self_attn.num_heads != config["nhead"]
         ):
             raise ValueError(
@@ -589,6 +731,7 @@ def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> di
             "pad_idx": int(tokenizer.pad_idx),
         },
         "classes": classes,
+        "params": params,
         "tensors": tensors,
     }
 

@@ -11,10 +11,13 @@
  */
 window.attnlibExplorer =
   window.attnlibExplorer ||
-  (function () {
+  (() => {
+    // Python inlines this file in a script element: a classic script, not a module (which
+    // would be strict anyway, hence the linter's rule)
+    // biome-ignore lint/suspicious/noRedundantUseStrict: not redundant in a classic script
     "use strict";
 
-    const VERSION = "1";
+    const VERSION = "2";
     const instances = {};
     const MASK_FILL = "#d9d9d9";
     const MASK_HATCH = "#8c8c8c";
@@ -61,7 +64,8 @@ window.attnlibExplorer =
       const step = (hi - lo) / (wide ? 65535 : 255);
       const view = new DataView(bytes.buffer);
       const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) out[i] = lo + (wide ? view.getUint16(2 * i, true) : bytes[i]) * step;
+      for (let i = 0; i < n; i++)
+        out[i] = lo + (wide ? view.getUint16(2 * i, true) : bytes[i]) * step;
       return out;
     }
 
@@ -129,14 +133,20 @@ window.attnlibExplorer =
       "\u2013": "-",
       "\u2014": "-",
     };
-    const SPACES = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
+    // Python's whitespace includes the control characters \x1c-\x1f
+    // biome-ignore-start lint/suspicious/noControlCharactersInRegex: they are whitespace
+    const SPACES =
+      /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
     const PUNCT =
       /[^\p{L}\p{N}_\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000']|(?<![\p{L}\p{N}_])'|'(?![\p{L}\p{N}_])/gu;
     const WORD =
       /[\p{L}\p{N}_]+(?:'[\p{L}\p{N}_]+)*|[^\p{L}\p{N}_\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/gu;
+    // biome-ignore-end lint/suspicious/noControlCharactersInRegex: they are whitespace
 
     function cleanText(text, options) {
-      let t = String(text).normalize("NFKC").replace(TYPOGRAPHIC, (c) => TYPOGRAPHIC_MAP[c]);
+      let t = String(text)
+        .normalize("NFKC")
+        .replace(TYPOGRAPHIC, (c) => TYPOGRAPHIC_MAP[c]);
       if (options.lowercase) t = t.toLowerCase();
       if (options.remove_punctuation) t = t.replace(PUNCT, " ");
       return t
@@ -172,13 +182,13 @@ window.attnlibExplorer =
                               (0.27886807 +
                                 t *
                                   (-1.13520398 +
-                                    t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+                                    t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
         );
       return x >= 0 ? 1 - r : r - 1;
     }
 
     const ACTIVATIONS = {
-      relu: (x) => (x > 0 ? x : 0),
+      relu: (x) => Math.max(x, 0),
       gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
     };
 
@@ -206,7 +216,8 @@ window.attnlibExplorer =
         let variance = 0;
         for (let k = 0; k < d; k++) variance += (x[i * d + k] - mean) ** 2;
         const inv = 1 / Math.sqrt(variance / d + eps);
-        for (let k = 0; k < d; k++) y[i * d + k] = (x[i * d + k] - mean) * inv * gamma[k] + beta[k];
+        for (let k = 0; k < d; k++)
+          y[i * d + k] = (x[i * d + k] - mean) * inv * gamma[k] + beta[k];
       }
       return y;
     }
@@ -224,21 +235,50 @@ window.attnlibExplorer =
       return e.map((v) => v / sum);
     }
 
+    // the model data this code reads: attnlib.interpret.explorer.CLASSIFIER_FORMAT
+    const MODEL_FORMAT = "attnlib-classifier/2";
+
+    // the tensors that `roles` (role -> tensor key, or null) names, decoded, by role
+    function tensorsByRole(roles, tensors, where) {
+      const out = {};
+      for (const [role, key] of Object.entries(roles)) {
+        if (key === null) {
+          out[role] = null;
+          continue;
+        }
+        if (!Object.hasOwn(tensors, key)) {
+          throw new Error(
+            `model data: params${where}.${role} names ${key}, not among its tensors`,
+          );
+        }
+        out[role] = float32FromBase64(tensors[key][1]);
+      }
+      return out;
+    }
+
     function Classifier(spec) {
-      if (!spec || spec.format !== "attnlib-classifier/1") {
-        throw new Error("attnlib explorer: expected model data of format attnlib-classifier/1");
+      const format = spec ? spec.format : spec;
+      if (format !== MODEL_FORMAT) {
+        throw new Error(
+          `expected model data of format ${MODEL_FORMAT}, got ${JSON.stringify(format)}: ` +
+            "export the model again with the attnlib version of this page",
+        );
       }
       this.config = spec.config;
       this.classes = spec.classes;
       this.tokenizer = spec.tokenizer;
       this.act = ACTIVATIONS[spec.config.activation];
-      if (!this.act) throw new Error(`attnlib explorer: unknown activation ${spec.config.activation}`);
-      this.vocab = new Map();
-      spec.tokenizer.tokens.forEach((token, i) => this.vocab.set(token, i));
-      this.tensors = {};
-      for (const name of Object.keys(spec.tensors)) {
-        this.tensors[name] = float32FromBase64(spec.tensors[name][1]);
+      if (!this.act) throw new Error(`unknown activation ${spec.config.activation}`);
+      this.vocab = new Map(spec.tokenizer.tokens.map((token, i) => [token, i]));
+      // every tensor is found through the parameter map, by role: no key is known here
+      const { layers, ...model } = spec.params;
+      if (layers.length !== spec.config.num_layers) {
+        throw new Error(
+          `model data: ${layers.length} layers in params, not ${spec.config.num_layers}`,
+        );
       }
+      this.weights = tensorsByRole(model, spec.tensors, "");
+      this.layers = layers.map((roles, l) => tensorsByRole(roles, spec.tensors, `.layers[${l}]`));
       this.positions = [];
     }
 
@@ -267,28 +307,27 @@ window.attnlibExplorer =
       return {
         tokens: all.slice(0, max),
         ids: ids.slice(0, max),
-        unknown: all.filter((t, i) => ids[i] === unk),
+        unknown: all.filter((_, i) => ids[i] === unk),
         truncated: all.length > max,
         count: all.length,
       };
     };
 
-    Classifier.prototype.attend = function (x, n, keep, prefix) {
+    // self-attention of one layer, `w` its tensors by role
+    Classifier.prototype.attend = function (x, n, keep, w) {
       const c = this.config;
-      const t = this.tensors;
       const d = c.d_model;
       const heads = c.nhead;
       const dh = d / heads;
-      const p = prefix + "self_attn.";
-      const q = linear(x, n, d, t[p + "q_proj.weight"], t[p + "q_proj.bias"], d);
-      const k = linear(x, n, d, t[p + "k_proj.weight"], t[p + "k_proj.bias"], d);
-      const v = linear(x, n, d, t[p + "v_proj.weight"], t[p + "v_proj.bias"], d);
+      const q = linear(x, n, d, w.q_weight, w.q_bias, d);
+      const k = linear(x, n, d, w.k_weight, w.k_bias, d);
+      const v = linear(x, n, d, w.v_weight, w.v_bias, d);
       const scale = 1 / Math.sqrt(dh);
       const merged = new Float64Array(n * d);
       const weights = [];
       const row = new Float64Array(n);
       for (let h = 0; h < heads; h++) {
-        const w = new Float64Array(n * n);
+        const a = new Float64Array(n * n);
         const off = h * dh;
         for (let i = 0; i < n; i++) {
           let max = -Infinity;
@@ -305,30 +344,29 @@ window.attnlibExplorer =
             row[j] = Math.exp(row[j] - max);
             sum += row[j];
           }
-          for (let j = 0; j < n; j++) w[i * n + j] = keep[j] && sum > 0 ? row[j] / sum : 0;
+          for (let j = 0; j < n; j++) a[i * n + j] = keep[j] && sum > 0 ? row[j] / sum : 0;
           for (let e = 0; e < dh; e++) {
             let s = 0;
-            for (let j = 0; j < n; j++) s += w[i * n + j] * v[j * d + off + e];
+            for (let j = 0; j < n; j++) s += a[i * n + j] * v[j * d + off + e];
             merged[i * d + off + e] = s;
           }
         }
-        weights.push(w);
+        weights.push(a);
       }
-      return { out: linear(merged, n, d, t[p + "out_proj.weight"], t[p + "out_proj.bias"], d), weights };
+      return { out: linear(merged, n, d, w.out_weight, w.out_bias, d), weights };
     };
 
-    Classifier.prototype.feedForward = function (x, n, prefix) {
-      const c = this.config;
-      const t = this.tensors;
-      const p = prefix + "ff.";
-      const hidden = linear(x, n, c.d_model, t[p + "linear1.weight"], t[p + "linear1.bias"], c.dim_feedforward);
+    // the feed-forward block of one layer, `w` its tensors by role
+    Classifier.prototype.feedForward = function (x, n, w) {
+      const d = this.config.d_model;
+      const dff = this.config.dim_feedforward;
+      const hidden = linear(x, n, d, w.ff1_weight, w.ff1_bias, dff);
       for (let i = 0; i < hidden.length; i++) hidden[i] = this.act(hidden[i]);
-      return linear(hidden, n, c.dim_feedforward, t[p + "linear2.weight"], t[p + "linear2.bias"], c.d_model);
+      return linear(hidden, n, dff, w.ff2_weight, w.ff2_bias, d);
     };
 
-    Classifier.prototype.norm = function (x, n, name) {
-      const t = this.tensors;
-      return layerNorm(x, n, this.config.d_model, t[name + ".weight"], t[name + ".bias"], this.config.eps[name]);
+    Classifier.prototype.norm = function (x, n, weight, bias, eps) {
+      return layerNorm(x, n, this.config.d_model, weight, bias, eps);
     };
 
     // the forward pass in eval mode: every attention map, the logits and the probabilities
@@ -336,29 +374,36 @@ window.attnlibExplorer =
       const c = this.config;
       const d = c.d_model;
       const n = ids.length;
-      const emb = this.tensors["embed.embedding.weight"];
+      const top = this.weights;
+      const emb = top.embedding_weight;
       let x = new Float64Array(n * d);
       for (let i = 0; i < n; i++) {
         const pe = this.position(i);
-        for (let k = 0; k < d; k++) x[i * d + k] = Math.fround(emb[ids[i] * d + k] * c.scale) + pe[k];
+        for (let k = 0; k < d; k++)
+          x[i * d + k] = Math.fround(emb[ids[i] * d + k] * c.scale) + pe[k];
       }
       const keep = ids.map((id) => id !== c.pad_idx);
       const attention = [];
       for (let l = 0; l < c.num_layers; l++) {
-        const p = `encoder.layers.${l}.`;
+        const w = this.layers[l];
+        const eps = c.norm_eps.layers[l];
+        const norm1 = (y) => this.norm(y, n, w.norm1_weight, w.norm1_bias, eps.norm1);
+        const norm2 = (y) => this.norm(y, n, w.norm2_weight, w.norm2_bias, eps.norm2);
         if (c.norm_first) {
-          const a = this.attend(this.norm(x, n, p + "norm1"), n, keep, p);
+          const a = this.attend(norm1(x), n, keep, w);
           x = add(x, a.out);
-          x = add(x, this.feedForward(this.norm(x, n, p + "norm2"), n, p));
+          x = add(x, this.feedForward(norm2(x), n, w));
           attention.push(a.weights);
         } else {
-          const a = this.attend(x, n, keep, p);
-          x = this.norm(add(x, a.out), n, p + "norm1");
-          x = this.norm(add(x, this.feedForward(x, n, p)), n, p + "norm2");
+          const a = this.attend(x, n, keep, w);
+          x = norm1(add(x, a.out));
+          x = norm2(add(x, this.feedForward(x, n, w)));
           attention.push(a.weights);
         }
       }
-      if (c.final_norm) x = this.norm(x, n, "encoder.norm");
+      if (c.final_norm) {
+        x = this.norm(x, n, top.final_norm_weight, top.final_norm_bias, c.norm_eps.final_norm);
+      }
       if (n === 0) return { attention, logits: null, probs: null, keep };
       const pooled = new Float64Array(d);
       if (c.pooling === "first") {
@@ -372,8 +417,9 @@ window.attnlibExplorer =
         }
         for (let k = 0; k < d; k++) pooled[k] /= Math.max(count, 1);
       }
-      const t = this.tensors;
-      const logits = Array.from(linear(pooled, 1, d, t["head.weight"], t["head.bias"], c.num_classes));
+      const logits = Array.from(
+        linear(pooled, 1, d, top.head_weight, top.head_bias, c.num_classes),
+      );
       return { attention, logits, probs: softmax(logits), keep };
     };
 
@@ -404,8 +450,12 @@ window.attnlibExplorer =
       this.kinds = controls.appendChild(el("div", "attnlib-ex-kinds"));
       this.kinds.setAttribute("role", "group");
       this.kinds.setAttribute("aria-label", "Kind of attention");
-      this.layerSelect = this.select(controls, "Layer", (v) => this.choose(state.kind, v, state.head));
-      this.headSelect = this.select(controls, "Head", (v) => this.choose(state.kind, state.layer, v));
+      this.layerSelect = this.select(controls, "Layer", (v) =>
+        this.choose(state.kind, v, state.head),
+      );
+      this.headSelect = this.select(controls, "Head", (v) =>
+        this.choose(state.kind, state.layer, v),
+      );
 
       this.grid = root.appendChild(el("div", "attnlib-ex-grid"));
       this.grid.setAttribute("role", "group");
@@ -439,12 +489,20 @@ window.attnlibExplorer =
       this.panel.setAttribute("aria-live", "polite");
 
       const actions = root.appendChild(el("div", "attnlib-ex-row attnlib-ex-actions"));
-      this.pngButton = actions.appendChild(button("Export PNG", "attnlib-ex-export", () => this.exportPNG()));
-      this.svgButton = actions.appendChild(button("Export SVG", "attnlib-ex-export", () => this.exportSVG()));
+      this.pngButton = actions.appendChild(
+        button("Export PNG", "attnlib-ex-export", () => this.exportPNG()),
+      );
+      this.svgButton = actions.appendChild(
+        button("Export SVG", "attnlib-ex-export", () => this.exportSVG()),
+      );
       this.pngButton.dataset.format = "png";
       this.svgButton.dataset.format = "svg";
       actions.appendChild(
-        el("span", "attnlib-ex-hint", "Hover a row label or a cell (or focus the map and use the arrow keys).")
+        el(
+          "span",
+          "attnlib-ex-hint",
+          "Hover a row label or a cell (or focus the map and use the arrow keys).",
+        ),
       );
 
       this.canvas.addEventListener("mousemove", (event) => {
@@ -456,9 +514,9 @@ window.attnlibExplorer =
       this.canvas.addEventListener("blur", () => this.focusCell(null, null));
     }
 
-    View.prototype.select = function (parent, label, onChange) {
+    View.prototype.select = (parent, label, onChange) => {
       const wrap = parent.appendChild(el("label", "attnlib-ex-select"));
-      wrap.appendChild(el("span", "", label + " "));
+      wrap.appendChild(el("span", "", `${label} `));
       const node = wrap.appendChild(el("select"));
       node.addEventListener("change", () => onChange(parseInt(node.value, 10)));
       return node;
@@ -472,7 +530,7 @@ window.attnlibExplorer =
     // the shown map: weights (Lq * Lk), labels, mask, colour range
     View.prototype.current = function () {
       const kind = this.kindData();
-      if (!kind || !kind.query.length || !kind.key.length) return null;
+      if (!kind?.query.length || !kind.key.length) return null;
       const map = kind.maps[this.state.layer][this.state.head];
       const range = colourRange(map, kind.mask);
       return { kind, map, mask: kind.mask, lq: kind.query.length, lk: kind.key.length, ...range };
@@ -538,7 +596,9 @@ window.attnlibExplorer =
       const kinds = this.set ? this.set.kinds : [];
       this.kinds.hidden = kinds.length < 2;
       for (const k of kinds) {
-        const b = button(k.label, "attnlib-ex-kind", () => this.choose(k.name, this.state.layer, this.state.head));
+        const b = button(k.label, "attnlib-ex-kind", () =>
+          this.choose(k.name, this.state.layer, this.state.head),
+        );
         b.dataset.kind = k.name;
         this.kinds.appendChild(b);
       }
@@ -571,11 +631,12 @@ window.attnlibExplorer =
     View.prototype.renderGrid = function () {
       const kind = this.kindData();
       this.grid.textContent = "";
-      if (!kind || !kind.query.length || !kind.key.length) return;
+      if (!kind?.query.length || !kind.key.length) return;
       const size = Math.max(24, Math.min(64, Math.floor(560 / kind.heads) - 12));
       this.grid.style.gridTemplateColumns = `auto repeat(${kind.heads}, ${size + 8}px)`;
       this.grid.appendChild(el("span"));
-      for (let h = 0; h < kind.heads; h++) this.grid.appendChild(el("span", "attnlib-ex-gridlabel", `head ${h}`));
+      for (let h = 0; h < kind.heads; h++)
+        this.grid.appendChild(el("span", "attnlib-ex-gridlabel", `head ${h}`));
       for (let l = 0; l < kind.layers; l++) {
         this.grid.appendChild(el("span", "attnlib-ex-gridlabel", `layer ${l}`));
         for (let h = 0; h < kind.heads; h++) {
@@ -607,9 +668,8 @@ window.attnlibExplorer =
       ctx.putImageData(image, 0, 0);
     };
 
-    View.prototype.cellSize = function (cur) {
-      return Math.max(12, Math.min(34, Math.floor(340 / Math.max(cur.lq, cur.lk))));
-    };
+    View.prototype.cellSize = (cur) =>
+      Math.max(12, Math.min(34, Math.floor(340 / Math.max(cur.lq, cur.lk))));
 
     View.prototype.renderMap = function () {
       this.syncControls();
@@ -619,7 +679,9 @@ window.attnlibExplorer =
       this.svgButton.disabled = !cur;
       if (!cur) {
         this.empty.hidden = false;
-        this.empty.textContent = this.set && this.set.emptyMessage ? this.set.emptyMessage : "Nothing to show.";
+        this.empty.textContent = this.set?.emptyMessage
+          ? this.set.emptyMessage
+          : "Nothing to show.";
         this.panel.textContent = "";
         return;
       }
@@ -639,7 +701,7 @@ window.attnlibExplorer =
         node.title = label;
         node.tabIndex = 0;
         node.dataset.row = String(i);
-        if (kind.unknownQuery && kind.unknownQuery[i]) node.classList.add("attnlib-ex-unknown");
+        if (kind.unknownQuery?.[i]) node.classList.add("attnlib-ex-unknown");
         node.addEventListener("mouseenter", () => this.focusRow(i));
         node.addEventListener("focus", () => this.focusRow(i));
       });
@@ -651,7 +713,7 @@ window.attnlibExplorer =
         node.style.fontSize = fontSize;
         node.title = label;
         node.dataset.col = String(j);
-        if (kind.unknownKey && kind.unknownKey[j]) node.classList.add("attnlib-ex-unknown");
+        if (kind.unknownKey?.[j]) node.classList.add("attnlib-ex-unknown");
       });
 
       const ratio = window.devicePixelRatio || 1;
@@ -783,8 +845,12 @@ window.attnlibExplorer =
       const k = i * cur.lk + j;
       const masked = cur.mask && !cur.mask[k];
       this.tooltip.textContent = "";
-      this.tooltip.appendChild(el("div", "attnlib-ex-tipwhat", `${cur.kind.query[i]} \u2192 ${cur.kind.key[j]}`));
-      this.tooltip.appendChild(el("div", "", masked ? "masked (may not attend)" : `weight ${this.fmt(cur.map[k])}`));
+      this.tooltip.appendChild(
+        el("div", "attnlib-ex-tipwhat", `${cur.kind.query[i]} \u2192 ${cur.kind.key[j]}`),
+      );
+      this.tooltip.appendChild(
+        el("div", "", masked ? "masked (may not attend)" : `weight ${this.fmt(cur.map[k])}`),
+      );
       this.tooltip.hidden = false;
       const left = Math.min((j + 1) * this.cs + 4, Math.max(cur.lk * this.cs - 120, 0));
       this.tooltip.style.left = `${left}px`;
@@ -796,7 +862,12 @@ window.attnlibExplorer =
     View.prototype.onKey = function (event) {
       const cur = this.current();
       if (!cur) return;
-      const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+      const moves = {
+        ArrowUp: [-1, 0],
+        ArrowDown: [1, 0],
+        ArrowLeft: [0, -1],
+        ArrowRight: [0, 1],
+      };
       if (event.key === "Escape") {
         this.focusCell(null, null);
         return;
@@ -818,7 +889,9 @@ window.attnlibExplorer =
       const row = this.state.row;
       if (row === null) {
         this.panel.appendChild(el("div", "attnlib-ex-subtitle", "Weights"));
-        this.panel.appendChild(el("div", "attnlib-ex-hint", "Hover or focus a query (row) to see where it attends."));
+        this.panel.appendChild(
+          el("div", "attnlib-ex-hint", "Hover or focus a query (row) to see where it attends."),
+        );
         return;
       }
       const head = this.panel.appendChild(el("div", "attnlib-ex-subtitle"));
@@ -836,13 +909,15 @@ window.attnlibExplorer =
         const fill = track.appendChild(el("span", "attnlib-ex-wfill"));
         const share = masked ? 0 : (cur.map[k] - cur.vmin) / (cur.vmax - cur.vmin);
         fill.style.width = `${(100 * Math.max(0, Math.min(1, share))).toFixed(1)}%`;
-        line.appendChild(el("span", "attnlib-ex-wvalue", masked ? "masked" : this.fmt(cur.map[k])));
+        line.appendChild(
+          el("span", "attnlib-ex-wvalue", masked ? "masked" : this.fmt(cur.map[k])),
+        );
       }
     };
 
     View.prototype.setPrediction = function (pairs, caption) {
       this.pred.textContent = "";
-      this.pred.hidden = !pairs || !pairs.length;
+      this.pred.hidden = !pairs?.length;
       if (this.pred.hidden) return;
       this.pred.appendChild(el("div", "attnlib-ex-subtitle", caption || "Prediction"));
       const values = pairs.map((p) => p[1]);
@@ -864,19 +939,23 @@ window.attnlibExplorer =
     function fitLabel(ctx, label, width) {
       if (ctx.measureText(label).width <= width) return label;
       let cut = label;
-      while (cut.length > 1 && ctx.measureText(cut + "\u2026").width > width) cut = cut.slice(0, -1);
-      return cut + "\u2026";
+      while (cut.length > 1 && ctx.measureText(`${cut}\u2026`).width > width)
+        cut = cut.slice(0, -1);
+      return `${cut}\u2026`;
     }
 
     View.prototype.figure = function () {
       const cur = this.current();
       const ctx = document.createElement("canvas").getContext("2d");
       ctx.font = EXPORT_FONT;
-      const mark = (labels, unknown) => labels.map((t, i) => (unknown && unknown[i] ? `${t} (unk)` : t));
+      const mark = (labels, unknown) => labels.map((t, i) => (unknown?.[i] ? `${t} (unk)` : t));
       const query = mark(cur.kind.query, cur.kind.unknownQuery).map((t) => fitLabel(ctx, t, 240));
       const key = mark(cur.kind.key, cur.kind.unknownKey).map((t) => fitLabel(ctx, t, 240));
       const widest = (labels) => Math.max(0, ...labels.map((t) => ctx.measureText(t).width));
-      const title = [this.title, `${cur.kind.label}: layer ${this.state.layer}, head ${this.state.head}`]
+      const title = [
+        this.title,
+        `${cur.kind.label}: layer ${this.state.layer}, head ${this.state.head}`,
+      ]
         .filter(Boolean)
         .join(" \u2014 ");
       const cs = Math.max(14, Math.min(36, Math.floor(480 / Math.max(cur.lq, cur.lk))));
@@ -887,7 +966,7 @@ window.attnlibExplorer =
       const ticks = [cur.vmax, (cur.vmin + cur.vmax) / 2, cur.vmin].map((v) => this.fmt(v));
       const masked = cur.mask && !cur.mask.every((m) => m);
       const width = Math.ceil(
-        Math.max(bar + 12 + 6 + widest(ticks) + pad, pad + ctx.measureText(title).width + pad)
+        Math.max(bar + 12 + 6 + widest(ticks) + pad, pad + ctx.measureText(title).width + pad),
       );
       const height = y0 + cur.lq * cs + pad + (masked ? 22 : 0);
       return { cur, query, key, title, cs, pad, x0, y0, bar, ticks, masked, width, height };
@@ -914,7 +993,9 @@ window.attnlibExplorer =
       ctx.textBaseline = "middle";
       ctx.fillText(f.title, f.pad, f.pad + 8);
       ctx.textAlign = "right";
-      f.query.forEach((t, i) => ctx.fillText(t, f.x0 - 6, f.y0 + (i + 0.5) * f.cs));
+      f.query.forEach((t, i) => {
+        ctx.fillText(t, f.x0 - 6, f.y0 + (i + 0.5) * f.cs);
+      });
       ctx.textAlign = "left";
       f.key.forEach((t, j) => {
         ctx.save();
@@ -926,11 +1007,15 @@ window.attnlibExplorer =
       drawCells(ctx, f.cur, this, f.x0, f.y0, f.cs);
       const h = f.cur.lq * f.cs;
       for (let y = 0; y < h; y++) {
-        ctx.fillStyle = rgb(this.lut[Math.round(((h - 1 - y) / Math.max(h - 1, 1)) * (this.lut.length - 1))]);
+        ctx.fillStyle = rgb(
+          this.lut[Math.round(((h - 1 - y) / Math.max(h - 1, 1)) * (this.lut.length - 1))],
+        );
         ctx.fillRect(f.bar, f.y0 + y, 12, 1);
       }
       ctx.fillStyle = "#000";
-      f.ticks.forEach((t, i) => ctx.fillText(t, f.bar + 18, f.y0 + (i * h) / 2 + (i === 0 ? 6 : i === 2 ? -6 : 0)));
+      f.ticks.forEach((t, i) => {
+        ctx.fillText(t, f.bar + 18, f.y0 + (i * h) / 2 + (i === 0 ? 6 : i === 2 ? -6 : 0));
+      });
       if (f.masked) {
         const y = f.y0 + h + f.pad;
         drawCells(ctx, { lq: 1, lk: 1, mask: [0], map: [0] }, this, f.x0, y, 14);
@@ -951,26 +1036,42 @@ window.attnlibExplorer =
       });
       const defs = svg.appendChild(svgEl("defs"));
       const hatch = defs.appendChild(
-        svgEl("pattern", { id: "attnlib-hatch", patternUnits: "userSpaceOnUse", width: 5, height: 5 })
+        svgEl("pattern", {
+          id: "attnlib-hatch",
+          patternUnits: "userSpaceOnUse",
+          width: 5,
+          height: 5,
+        }),
       );
       hatch.appendChild(svgEl("rect", { width: 5, height: 5, fill: MASK_FILL }));
-      hatch.appendChild(svgEl("path", { d: "M0,5 L5,0 M-1,1 L1,-1 M4,6 L6,4", stroke: MASK_HATCH, "stroke-width": 1 }));
-      const gradient = defs.appendChild(svgEl("linearGradient", { id: "attnlib-scale", x1: 0, y1: 1, x2: 0, y2: 0 }));
+      hatch.appendChild(
+        svgEl("path", {
+          d: "M0,5 L5,0 M-1,1 L1,-1 M4,6 L6,4",
+          stroke: MASK_HATCH,
+          "stroke-width": 1,
+        }),
+      );
+      const gradient = defs.appendChild(
+        svgEl("linearGradient", { id: "attnlib-scale", x1: 0, y1: 1, x2: 0, y2: 0 }),
+      );
       for (let s = 0; s <= 16; s++) {
         const c = this.lut[Math.round((s / 16) * (this.lut.length - 1))];
         gradient.appendChild(svgEl("stop", { offset: (s / 16).toFixed(4), "stop-color": rgb(c) }));
       }
       svg.appendChild(svgEl("rect", { width: f.width, height: f.height, fill: "#fff" }));
       svg.appendChild(svgEl("text", { x: f.pad, y: f.pad + 12 }, f.title));
-      f.query.forEach((t, i) =>
+      f.query.forEach((t, i) => {
+        const y = f.y0 + (i + 0.5) * f.cs + 4;
         svg.appendChild(
-          svgEl("text", { x: f.x0 - 6, y: f.y0 + (i + 0.5) * f.cs + 4, "text-anchor": "end", class: "query" }, t)
-        )
-      );
+          svgEl("text", { x: f.x0 - 6, y, "text-anchor": "end", class: "query" }, t),
+        );
+      });
       f.key.forEach((t, j) => {
         const x = f.x0 + (j + 0.5) * f.cs + 4;
         const y = f.y0 - 6;
-        svg.appendChild(svgEl("text", { x, y, transform: `rotate(-90 ${x} ${y})`, class: "key" }, t));
+        svg.appendChild(
+          svgEl("text", { x, y, transform: `rotate(-90 ${x} ${y})`, class: "key" }, t),
+        );
       });
       const cells = svg.appendChild(svgEl("g", { class: "cells" }));
       const cur = f.cur;
@@ -978,23 +1079,41 @@ window.attnlibExplorer =
         for (let j = 0; j < cur.lk; j++) {
           const k = i * cur.lk + j;
           const masked = cur.mask && !cur.mask[k];
-          const fill = masked ? "url(#attnlib-hatch)" : rgb(this.colour(cur.map[k], cur.vmin, cur.vmax));
-          const rect = svgEl("rect", { x: f.x0 + j * f.cs, y: f.y0 + i * f.cs, width: f.cs, height: f.cs, fill });
+          const fill = masked
+            ? "url(#attnlib-hatch)"
+            : rgb(this.colour(cur.map[k], cur.vmin, cur.vmax));
+          const rect = svgEl("rect", {
+            x: f.x0 + j * f.cs,
+            y: f.y0 + i * f.cs,
+            width: f.cs,
+            height: f.cs,
+            fill,
+          });
           rect.appendChild(
-            svgEl("title", {}, `${cur.kind.query[i]} \u2192 ${cur.kind.key[j]}: ${masked ? "masked" : this.fmt(cur.map[k])}`)
+            svgEl(
+              "title",
+              {},
+              `${cur.kind.query[i]} \u2192 ${cur.kind.key[j]}: ${masked ? "masked" : this.fmt(cur.map[k])}`,
+            ),
           );
           cells.appendChild(rect);
         }
       }
       const h = cur.lq * f.cs;
-      svg.appendChild(svgEl("rect", { x: f.bar, y: f.y0, width: 12, height: h, fill: "url(#attnlib-scale)" }));
-      f.ticks.forEach((t, i) => svg.appendChild(svgEl("text", { x: f.bar + 18, y: f.y0 + (i * h) / 2 + 4 }, t)));
+      svg.appendChild(
+        svgEl("rect", { x: f.bar, y: f.y0, width: 12, height: h, fill: "url(#attnlib-scale)" }),
+      );
+      f.ticks.forEach((t, i) => {
+        svg.appendChild(svgEl("text", { x: f.bar + 18, y: f.y0 + (i * h) / 2 + 4 }, t));
+      });
       if (f.masked) {
         const y = f.y0 + h + f.pad;
-        svg.appendChild(svgEl("rect", { x: f.x0, y, width: 14, height: 14, fill: "url(#attnlib-hatch)" }));
+        svg.appendChild(
+          svgEl("rect", { x: f.x0, y, width: 14, height: 14, fill: "url(#attnlib-hatch)" }),
+        );
         svg.appendChild(svgEl("text", { x: f.x0 + 20, y: y + 11 }, "masked: may not attend"));
       }
-      return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(svg);
+      return `<?xml version="1.0" encoding="UTF-8"?>\n${new XMLSerializer().serializeToString(svg)}`;
     };
 
     View.prototype.exportSVG = function () {
@@ -1037,7 +1156,7 @@ window.attnlibExplorer =
       input.spellcheck = false;
       input.autocomplete = "off";
       input.placeholder = "Type a sentence";
-      if (data.examples && data.examples.length) {
+      if (data.examples?.length) {
         const examples = view.top.appendChild(el("div", "attnlib-ex-row attnlib-ex-examples"));
         examples.appendChild(el("span", "attnlib-ex-hint", "Examples:"));
         for (const text of data.examples) {
@@ -1045,7 +1164,7 @@ window.attnlibExplorer =
             button(text, "attnlib-ex-example", () => {
               input.value = text;
               update(text);
-            })
+            }),
           ).title = text;
         }
       }
@@ -1096,10 +1215,11 @@ window.attnlibExplorer =
         });
         view.setPrediction(
           out.probs ? model.classes.map((c, i) => [c, out.probs[i]]) : null,
-          "Predicted probabilities"
+          "Predicted probabilities",
         );
         const parts = [`${enc.count} token${enc.count === 1 ? "" : "s"}`];
-        if (enc.unknown.length) parts.push(`not in the vocabulary (read as <unk>): ${enc.unknown.join(" ")}`);
+        if (enc.unknown.length)
+          parts.push(`not in the vocabulary (read as <unk>): ${enc.unknown.join(" ")}`);
         if (enc.truncated) parts.push(`cut to the model's ${model.config.max_len} positions`);
         info.textContent = parts.join("; ");
       }
@@ -1120,7 +1240,7 @@ window.attnlibExplorer =
 
     function mount(id) {
       const root = document.getElementById(id);
-      const script = document.getElementById(id + "-data");
+      const script = document.getElementById(`${id}-data`);
       if (!root || !script || instances[id]) return instances[id] || null;
       const inst = { id, root, state: {} };
       instances[id] = inst;
