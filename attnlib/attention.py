@@ -159,6 +159,7 @@ class AdditiveAttention(AttentionModule):
         query_dim: int,
         key_dim: int | None = None,
         hidden_dim: int | None = None,
+        *,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -200,9 +201,10 @@ class LuongAttention(AttentionModule):
     query_dim : int
     key_dim : int, optional
         Default ``query_dim``.
-    method : {"dot", "general", "concat"}
     hidden_dim : int, optional
         Width of the ``concat`` network; default ``query_dim``.
+    method : {"dot", "general", "concat"}
+        The score function (keyword-only).
     dropout : float
 
     Shape
@@ -216,8 +218,9 @@ class LuongAttention(AttentionModule):
         self,
         query_dim: int,
         key_dim: int | None = None,
-        method: str = "general",
         hidden_dim: int | None = None,
+        *,
+        method: str = "general",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -275,20 +278,20 @@ class ContentBasedAttention(AttentionModule):
 
     Parameters
     ----------
-    dim : int
+    query_dim : int
         Query and key features.
     beta : float
         Initial key strength.
 
     Shape
     -----
-    - query: ``(batch, Lq, dim)``; key: ``(batch, Lk, dim)``; value: ``(batch, Lk, Dv)``
+    - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, query_dim)``; value: ``(B, Lk, Dv)``
     - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
     """
 
-    def __init__(self, dim: int, beta: float = 5.0) -> None:
+    def __init__(self, query_dim: int, *, beta: float = 5.0) -> None:
         super().__init__()
-        self.dim = dim
+        self.query_dim = query_dim
         # softplus^{-1}(beta), so that the initial strength is exactly beta
         self.raw_beta = nn.Parameter(torch.tensor(math.log(math.expm1(beta))))
 
@@ -303,7 +306,7 @@ class ContentBasedAttention(AttentionModule):
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        _check_inputs(query, key, value, self.dim, self.dim, mask)
+        _check_inputs(query, key, value, self.query_dim, self.query_dim, mask)
         return AF._attend(AF._cosine(query, key, self.beta), value, mask)
 
 
@@ -366,11 +369,12 @@ class LocalAttention(AttentionModule):
     query_dim : int
     window : int
         Half-width :math:`D`.
-    mode : {"local-m", "local-p"}
     key_dim : int, optional
         Default ``query_dim``.
     hidden_dim : int, optional
         Width of the position predictor; default ``query_dim``.
+    mode : {"local-m", "local-p"}
+        Keyword-only.
 
     Shape
     -----
@@ -386,9 +390,10 @@ class LocalAttention(AttentionModule):
         self,
         query_dim: int,
         window: int,
-        mode: str = "local-p",
         key_dim: int | None = None,
         hidden_dim: int | None = None,
+        *,
+        mode: str = "local-p",
     ) -> None:
         super().__init__()
         self.mode = check_choice(mode, "mode", ("local-m", "local-p"))
@@ -469,6 +474,7 @@ class HardAttention(AttentionModule):
         self,
         query_dim: int,
         key_dim: int | None = None,
+        *,
         mode: str = "sample",
         estimator: str = "straight_through",
     ) -> None:
