@@ -3,9 +3,28 @@
 The small PyTorch library behind the attnlib tutorials. Conventions:
 
 - masks are boolean, ``True`` = may attend, broadcastable to
-  ``(batch, heads, query, key)`` (see :mod:`attnlib.masks`);
-- attention functions and modules return ``(output, weights)``;
+  ``(B, H, Lq, Lk)`` (see :mod:`attnlib.masks`);
+- attention functions and modules return ``(output, weights)``; models
+  return logits, and :func:`record_attention` gives the weights of any model;
 - a query with no allowed key gets zero weights and a zero output.
+
+Shape legend (the same symbols in every docstring, the tutorials, and, in
+math, the theory pages):
+
+==========  =======================  ============================================================
+code        math                     meaning
+==========  =======================  ============================================================
+B           :math:`B`                batch size
+H           :math:`h`                number of heads
+Lq, Lk      :math:`L_q, L_k`         number of queries; number of keys (= values)
+L           :math:`L`                sequence length, when queries and keys are the same sequence
+S, T        :math:`S, T`             source and target lengths of an encoder-decoder
+D           :math:`d_{model}`        model width
+Dq, Dk, Dv  :math:`d_q, d_k, d_v`    features of a query, a key, a value (per head: Dk = D / H)
+Dh          :math:`d_h`              hidden width of a recurrent state or of a scoring network
+E           :math:`d_e`              token-embedding width of the recurrent models
+V           :math:`V`                vocabulary size
+==========  =======================  ============================================================
 """
 
 from . import (

@@ -5,7 +5,7 @@ Every module subclasses :class:`AttentionModule` and its ``forward`` returns
 looks for. ``forward`` checks its inputs once and then calls the unchecked cores
 of :mod:`attnlib.functional`. Single-head modules take ``query (B, Lq, Dq)``,
 ``key (B, Lk, Dk)``, ``value (B, Lk, Dv)`` and return weights ``(B, Lq, Lk)``;
-:class:`MultiHeadAttention` returns weights ``(batch, heads, Lq, Lk)``.
+:class:`MultiHeadAttention` returns weights ``(B, H, Lq, Lk)``.
 Masks are boolean, ``True`` = may attend (see :mod:`attnlib.masks`).
 """
 
@@ -57,7 +57,7 @@ def _check_inputs(
     mask: Tensor | None = None,
 ) -> None:
     """The checks of a single-head layer's ``forward``: shapes, and the mask
-    against the scores ``(batch, Lq, Lk)``."""
+    against the scores ``(B, Lq, Lk)``."""
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_rank(x, name, (3,), _LAYOUT[name])
     check_size(query, "query", -1, dq, "query features")
@@ -149,9 +149,9 @@ class AdditiveAttention(AttentionModule):
 
     Shape
     -----
-    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
-      value: ``(batch, Lk, Dv)``; mask: broadcastable to ``(batch, Lq, Lk)``
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, key_dim)``;
+      value: ``(B, Lk, Dv)``; mask: broadcastable to ``(B, Lq, Lk)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
 
     def __init__(
@@ -172,7 +172,7 @@ class AdditiveAttention(AttentionModule):
         self.dropout = dropout
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)``."""
+        """Scores ``(B, Lq, Lk)``."""
         return AF.additive_score(*self._score_args(query, key))
 
     def _score_args(self, query: Tensor, key: Tensor) -> tuple[Tensor, ...]:
@@ -209,9 +209,9 @@ class LuongAttention(AttentionModule):
 
     Shape
     -----
-    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
-      value: ``(batch, Lk, Dv)``
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, key_dim)``;
+      value: ``(B, Lk, Dv)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
 
     def __init__(
@@ -243,7 +243,7 @@ class LuongAttention(AttentionModule):
             nn.init.uniform_(self.v, -1 / math.sqrt(hidden_dim), 1 / math.sqrt(hidden_dim))
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)``."""
+        """Scores ``(B, Lq, Lk)``."""
         if self.method == "dot":
             return AF.dot_score(query, key)
         if self.method == "general":
@@ -286,7 +286,7 @@ class ContentBasedAttention(AttentionModule):
     Shape
     -----
     - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, query_dim)``; value: ``(B, Lk, Dv)``
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
 
     def __init__(self, query_dim: int, *, beta: float = 5.0) -> None:
@@ -300,7 +300,7 @@ class ContentBasedAttention(AttentionModule):
         return nn.functional.softplus(self.raw_beta)
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)``."""
+        """Scores ``(B, Lq, Lk)``."""
         return AF.cosine_score(query, key, self.beta)
 
     def forward(
@@ -324,9 +324,9 @@ class LocationBasedAttention(AttentionModule):
 
     Shape
     -----
-    - query: ``(batch, Lq, query_dim)``; key, value: ``(batch, Lk, ...)`` with
+    - query: ``(B, Lq, query_dim)``; key, value: ``(B, Lk, ...)`` with
       ``Lk <= max_keys`` (``key`` only gives the length)
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
 
     def __init__(self, query_dim: int, max_keys: int) -> None:
@@ -336,7 +336,7 @@ class LocationBasedAttention(AttentionModule):
         nn.init.xavier_uniform_(self.weight)
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)``."""
+        """Scores ``(B, Lq, Lk)``."""
         return AF.location_score(query, self.weight, key.shape[-2])
 
     def forward(
@@ -378,10 +378,10 @@ class LocalAttention(AttentionModule):
 
     Shape
     -----
-    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
-      value: ``(batch, Lk, Dv)``; mask: boolean, broadcastable to ``(batch, Lq, Lk)``;
-      positions: ``(batch, Lq)`` or ``(Lq,)`` (local-m centres, default ``0..Lq-1``)
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, key_dim)``;
+      value: ``(B, Lk, Dv)``; mask: boolean, broadcastable to ``(B, Lq, Lk)``;
+      positions: ``(B, Lq)`` or ``(Lq,)`` (local-m centres, default ``0..Lq-1``)
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
 
     uses_positions = True
@@ -410,7 +410,7 @@ class LocalAttention(AttentionModule):
     def centers(
         self, query: Tensor, key: Tensor, mask: Tensor | None, positions: Tensor | None
     ) -> Tensor:
-        """Window centres ``(batch, Lq)``."""
+        """Window centres ``(B, Lq)``."""
         b, lq = query.shape[:2]
         if self.mode == "local-m":
             if positions is None:
@@ -465,9 +465,9 @@ class HardAttention(AttentionModule):
 
     Shape
     -----
-    - query: ``(batch, Lq, query_dim)``; key: ``(batch, Lk, key_dim)``;
-      value: ``(batch, Lk, Dv)``
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``, one-hot rows
+    - query: ``(B, Lq, query_dim)``; key: ``(B, Lk, key_dim)``;
+      value: ``(B, Lk, Dv)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``, one-hot rows
     """
 
     def __init__(
@@ -484,7 +484,7 @@ class HardAttention(AttentionModule):
         self.score = LuongAttention(query_dim, key_dim, method="general")
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """Scores ``(batch, Lq, Lk)``, for
+        """Scores ``(B, Lq, Lk)``, for
         :func:`~attnlib.functional.hard_attention_log_prob`."""
         return self.score.scores(query, key)
 
@@ -509,7 +509,7 @@ class KVCache:
 
     Shape
     -----
-    - key, value: ``(batch, heads, tokens so far, head_dim)``
+    - key, value: ``(B, H, Lk, Dk)``, ``Lk`` the tokens so far
     """
 
     static: bool = False
@@ -568,15 +568,15 @@ class MultiHeadAttention(AttentionModule):
         Features of ``key`` and ``value`` (default ``embed_dim``), for
         cross-attention to a memory of another width.
     batch_first : bool
-        ``True``: inputs are ``(batch, length, features)``; ``False``:
-        ``(length, batch, features)`` as in PyTorch's default.
+        ``True``: inputs are ``(B, L, features)``; ``False``:
+        ``(L, B, features)`` as in PyTorch's default.
 
     Shape
     -----
-    - query: ``(batch, Lq, embed_dim)``; key: ``(batch, Lk, kdim)``;
-      value: ``(batch, Lk, vdim)`` (length first if not ``batch_first``)
-    - mask: boolean or additive, broadcastable to ``(batch, heads, Lq, Lk)``
-    - output: ``(batch, Lq, embed_dim)``; weights: ``(batch, heads, Lq, Lk)``
+    - query: ``(B, Lq, embed_dim)``; key: ``(B, Lk, kdim)``;
+      value: ``(B, Lk, vdim)`` (length first if not ``batch_first``)
+    - mask: boolean or additive, broadcastable to ``(B, H, Lq, Lk)``
+    - output: ``(B, Lq, embed_dim)``; weights: ``(B, H, Lq, Lk)``
     """
 
     def __init__(

@@ -49,7 +49,7 @@ class AttentionRecord:
 
         Shape
         -----
-        ``(batch, heads, Lq, Lk)`` for multi-head layers, ``(batch, Lq, Lk)``
+        ``(B, H, Lq, Lk)`` for multi-head layers, ``(B, Lq, Lk)``
         for single-head layers.
         """
         if name not in self.calls:
@@ -74,7 +74,7 @@ class AttentionRecord:
 
         Shape
         -----
-        ``(layers, batch, heads, Lq, Lk)``; the layers must have the same shape.
+        ``(layers, B, H, Lq, Lk)``; the layers must have the same shape.
         """
         names = self.names() if names is None else names
         return torch.stack([self[n] for n in names])

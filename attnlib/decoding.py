@@ -107,8 +107,8 @@ def greedy_decode(
 
     Shape
     -----
-    - src: ``(batch, S)``; prompt: ``(batch, P)``
-    - output: ``(batch, P + T)`` with ``T <= max_len`` (``P = 1`` without prompt)
+    - src: ``(B, S)``; prompt: ``(B, P)``
+    - output: ``(B, P + T)`` with ``T <= max_len`` (``P = 1`` without prompt)
     """
     return sample_decode(
         model, src, max_len, bos_idx, eos_idx, prompt=prompt, use_cache=use_cache, greedy=True
@@ -140,7 +140,7 @@ def sample_decode(
 
     Shape
     -----
-    - output: ``(batch, P + T)``
+    - output: ``(B, P + T)``
     """
     check_positive_int(max_len, "max_len")
     if temperature <= 0:
@@ -208,7 +208,7 @@ def beam_search(
 
     Shape
     -----
-    - tokens: ``(batch, P + T)``; scores: ``(batch,)``
+    - tokens: ``(B, P + T)``; scores: ``(B, )``
     """
     check_positive_int(beam_size, "beam_size")
     check_positive_int(max_len, "max_len")

@@ -181,7 +181,7 @@ def additive_score(
     Shape
     -----
     - query: ``(..., Lq, Dq)``; key: ``(..., Lk, Dk)``
-    - w_query: ``(Dq, H)``; w_key: ``(Dk, H)``; v: ``(H,)``
+    - w_query: ``(Dq, Dh)``; w_key: ``(Dk, Dh)``; v: ``(Dh,)``
     - output: ``(..., Lq, Lk)``
     """
     _check_qk(query, key)
@@ -212,7 +212,7 @@ def concat_score(query: Tensor, key: Tensor, weight: Tensor, v: Tensor) -> Tenso
     Shape
     -----
     - query: ``(..., Lq, Dq)``; key: ``(..., Lk, Dk)``
-    - weight: ``(Dq + Dk, H)``; v: ``(H,)``
+    - weight: ``(Dq + Dk, Dh)``; v: ``(Dh,)``
     - output: ``(..., Lq, Lk)``
     """
     _check_qk(query, key)
@@ -548,7 +548,7 @@ def calculate_attention_weights(
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
-    """``(batch, length, heads * d)`` -> ``(batch, heads, length, d)``."""
+    """``(B, L, D)`` -> ``(B, H, L, D / H)``."""
     check_rank(x, "x", (3,), "(batch, length, features)")
     check_positive_int(num_heads, "num_heads")
     if x.shape[-1] % num_heads:
@@ -564,7 +564,7 @@ def _split_heads(x: Tensor, num_heads: int) -> Tensor:
 
 
 def merge_heads(x: Tensor) -> Tensor:
-    """``(batch, heads, length, d)`` -> ``(batch, length, heads * d)``."""
+    """``(B, H, L, D / H)`` -> ``(B, L, D)``."""
     check_rank(x, "x", (4,), "(batch, heads, length, head features)")
     return _merge_heads(x)
 
@@ -599,7 +599,7 @@ def multi_head_attention(
     num_heads : int
         Number of heads; must divide the feature sizes.
     mask : Tensor, optional
-        Boolean or additive, broadcastable to ``(batch, heads, Lq, Lk)``.
+        Boolean or additive, broadcastable to ``(B, H, Lq, Lk)``.
 
     Returns
     -------
@@ -608,8 +608,8 @@ def multi_head_attention(
 
     Shape
     -----
-    - query: ``(batch, Lq, E)``; key: ``(batch, Lk, E)``; value: ``(batch, Lk, Ev)``
-    - output: ``(batch, Lq, Ev)``; weights: ``(batch, heads, Lq, Lk)``
+    - query: ``(B, Lq, D)``; key: ``(B, Lk, D)``; value: ``(B, Lk, Dv)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, H, Lq, Lk)``
     """
     check_rank(query, "query", (3,), "(batch, query length, features)")
     check_rank(key, "key", (3,), "(batch, key length, features)")
@@ -730,9 +730,9 @@ def predictive_position(
 
     Shape
     -----
-    - query: ``(batch, Lq, D)``; w_p: ``(D, H)``; v_p: ``(H,)``
-    - source_len: int or ``(batch,)``
-    - output: ``(batch, Lq)``
+    - query: ``(B, Lq, D)``; w_p: ``(D, Dh)``; v_p: ``(Dh,)``
+    - source_len: int or ``(B, )``
+    - output: ``(B, Lq)``
     """
     check_rank(query, "query", (3,), "(batch, query length, features)")
     s = torch.as_tensor(source_len, dtype=query.dtype, device=query.device)
@@ -775,8 +775,8 @@ def local_attention(
 
     Shape
     -----
-    - scores: ``(batch, Lq, Lk)``; value: ``(batch, Lk, Dv)``; center: ``(batch, Lq)``
-    - output: ``(batch, Lq, Dv)``; weights: ``(batch, Lq, Lk)``
+    - scores: ``(B, Lq, Lk)``; value: ``(B, Lk, Dv)``; center: ``(B, Lq)``
+    - output: ``(B, Lq, Dv)``; weights: ``(B, Lq, Lk)``
     """
     check_rank(scores, "scores", (3,), "(batch, query, key)")
     check_rank(center, "center", (2,), "(batch, query)")

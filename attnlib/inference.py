@@ -96,7 +96,7 @@ def predict(
     Parameters
     ----------
     model : torch.nn.Module
-        Maps token ids ``(batch, L)`` to logits ``(batch, num_classes)``.
+        Maps token ids ``(B, L)`` to logits ``(B, num_classes)``.
     tokenizer
         The tokenizer the model was trained with.
     texts : str or sequence of str

@@ -2,8 +2,8 @@
 
 A mask is a boolean tensor in which ``True`` means *may attend*, the convention
 of :func:`torch.nn.functional.scaled_dot_product_attention`. It broadcasts to
-the scores it is applied to: ``(batch, heads, query, key)`` for multi-head
-attention, ``(batch, query, key)`` for single-head attention.
+the scores it is applied to: ``(B, H, Lq, Lk)`` for multi-head
+attention, ``(B, Lq, Lk)`` for single-head attention.
 
 Some PyTorch APIs use the opposite convention (``key_padding_mask`` and boolean
 ``attn_mask`` of :class:`torch.nn.MultiheadAttention` and
@@ -86,8 +86,8 @@ def padding_mask(tokens: Tensor, pad_idx: int = 0) -> Tensor:
 
     Shape
     -----
-    - tokens: ``(batch, seq)``
-    - output: ``(batch, 1, 1, seq)``, broadcastable to ``(batch, heads, query, seq)``
+    - tokens: ``(B, L)``
+    - output: ``(B, 1, 1, L)``, broadcastable to ``(B, H, Lq, L)``
     """
     check_rank(tokens, "tokens", (2,), "(batch, seq) of token ids")
     return (tokens != pad_idx)[:, None, None, :]  # (B, 1, 1, S)
@@ -112,8 +112,8 @@ def mask_future_tokens(batch: Tensor) -> Tensor:
 
     Shape
     -----
-    - batch: ``(batch, seq)``
-    - output: ``(batch, 1, seq, seq)``
+    - batch: ``(B, L)``
+    - output: ``(B, 1, L, L)``
     """
     check_rank(batch, "batch", (2,), "(batch, seq) of token ids")
     b, s = batch.shape
@@ -145,9 +145,9 @@ def create_masks(src: Tensor, tgt: Tensor, pad_idx: int = 0) -> tuple[Tensor, Te
 
     Shape
     -----
-    - src: ``(batch, src_len)``; tgt: ``(batch, tgt_len)``
-    - src_mask: ``(batch, 1, 1, src_len)``
-    - tgt_mask: ``(batch, 1, tgt_len, tgt_len)``
+    - src: ``(B, S)``; tgt: ``(B, T)``
+    - src_mask: ``(B, 1, 1, S)``
+    - tgt_mask: ``(B, 1, T, T)``
     """
     check_rank(src, "src", (2,), "(batch, src_len) of token ids")
     check_rank(tgt, "tgt", (2,), "(batch, tgt_len) of token ids")
@@ -220,8 +220,8 @@ def to_key_padding_mask(mask: Tensor) -> Tensor:
 
     Shape
     -----
-    - mask: ``(batch, seq)`` or ``(batch, 1, 1, seq)``
-    - output: ``(batch, seq)``
+    - mask: ``(B, L)`` or ``(B, 1, 1, L)``
+    - output: ``(B, L)``
     """
     _check_bool(mask, "mask")
     if mask.dim() == 4 and mask.shape[1] == 1 and mask.shape[2] == 1:
@@ -231,8 +231,8 @@ def to_key_padding_mask(mask: Tensor) -> Tensor:
 
 
 def from_key_padding_mask(key_padding_mask: Tensor) -> Tensor:
-    """attnlib padding mask ``(batch, 1, 1, seq)`` from PyTorch's
-    ``key_padding_mask`` ``(batch, seq)`` (``True`` = padding)."""
+    """attnlib padding mask ``(B, 1, 1, L)`` from PyTorch's
+    ``key_padding_mask`` ``(B, L)`` (``True`` = padding)."""
     _check_bool(key_padding_mask, "key_padding_mask")
     check_rank(key_padding_mask, "key_padding_mask", (2,), "(batch, seq)")
     return ~key_padding_mask[:, None, None, :]

@@ -113,7 +113,7 @@ def parse_alignment(text: str) -> list[tuple[int, int]]:
 def alignment_matrix(
     alignment: Iterable[tuple[int, int]], src_len: int, tgt_len: int, *, offset: tuple = (0, 0)
 ) -> Tensor:
-    """A boolean ``(tgt_len, src_len)`` matrix, ``True`` at aligned pairs
+    """A boolean ``(T, S)`` matrix, ``True`` at aligned pairs
     (the layout of cross-attention weights: one row per target position).
 
     ``offset = (source shift, target shift)`` moves word positions to token

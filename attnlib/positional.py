@@ -56,7 +56,7 @@ def sinusoidal_encoding(
 
     Shape
     -----
-    - output: ``(length, d_model)``
+    - output: ``(L, D)``
     """
     check_positive_int(length, "length")
     check_positive_int(d_model, "d_model")
@@ -85,7 +85,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     Shape
     -----
-    - x: ``(batch, length, d_model)``; output: same
+    - x: ``(B, L, D)``; output: same
     """
 
     def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0) -> None:
@@ -118,7 +118,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     Shape
     -----
-    - x: ``(batch, length, d_model)``; output: same
+    - x: ``(B, L, D)``; output: same
     """
 
     def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0) -> None:
@@ -159,7 +159,7 @@ def rotary_cos_sin(
 
     Shape
     -----
-    - cos, sin: ``(length, head_dim)`` (each angle repeated for its pair)
+    - cos, sin: ``(L, Dk)`` (each angle repeated for its pair)
     """
     check_positive_int(length, "length")
     check_positive_int(head_dim, "head_dim")
@@ -177,7 +177,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
     Shape
     -----
-    - x: ``(..., length, head_dim)``; cos, sin: ``(length, head_dim)``
+    - x: ``(..., L, Dk)``; cos, sin: ``(L, Dk)``
     - output: same as ``x``
     """
     if x.shape[-2:] != cos.shape:
@@ -208,7 +208,7 @@ class RotaryEmbedding(nn.Module):
 
     Shape
     -----
-    - q: ``(..., Lq, head_dim)``; k: ``(..., Lk, head_dim)``; outputs: same
+    - q: ``(..., Lq, Dk)``; k: ``(..., Lk, Dk)``; outputs: same
     """
 
     def __init__(self, head_dim: int, *, base: float = 10000.0) -> None:
@@ -236,7 +236,7 @@ def alibi_slopes(num_heads: int) -> Tensor:
 
     Shape
     -----
-    - output: ``(num_heads,)``
+    - output: ``(H, )``
     """
     check_positive_int(num_heads, "num_heads")
 
@@ -269,7 +269,7 @@ def alibi_bias(
 
     Shape
     -----
-    - output: ``(num_heads, query_len, key_len)``
+    - output: ``(H, query_len, key_len)``
     """
     check_positive_int(query_len, "query_len")
     key_len = query_len if key_len is None else check_positive_int(key_len, "key_len")

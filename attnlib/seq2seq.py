@@ -77,9 +77,9 @@ class RecurrentEncoder(nn.Module):
             outputs, _ = nn.utils.rnn.pad_packed_sequence(
                 outputs, batch_first=True, total_length=src.shape[1]
             )
-        if self.bidirectional:  # state: (2, B, H/2), forwards then backwards
-            state = torch.cat([state[0], state[1]], -1)[None]  # (1, B, H)
-        return outputs, state  # (B, S, H), (1, B, H)
+        if self.bidirectional:  # state: (2, B, Dh/2), forwards then backwards
+            state = torch.cat([state[0], state[1]], -1)[None]  # (1, B, Dh)
+        return outputs, state  # (B, S, Dh), (1, B, Dh)
 
 
 class RecurrentDecoder(nn.Module):
@@ -123,19 +123,19 @@ class RecurrentDecoder(nn.Module):
         self, token: Tensor, state: Tensor, memory: Tensor, memory_mask: Tensor | None, t: int
     ) -> tuple[Tensor, Tensor]:
         """One decoding step at target position ``t``: ``logits (B, V)`` and the
-        new ``state (B, H)``."""
+        new ``state (B, Dh)``."""
         emb = self.embedding(token)  # (B, E)
         if self.attention is None:
-            context = memory[:, -1]  # final encoder state: (B, H)
+            context = memory[:, -1]  # final encoder state: (B, Dh)
         else:
             extra = {}
             if getattr(self.attention, "uses_positions", False):
                 extra["positions"] = torch.full((1,), t, device=memory.device)
             context, _ = self.attention(
                 state[:, None, :], memory, memory, memory_mask, **extra
-            )  # (B, 1, H); weights (B, 1, S) go to record_attention
+            )  # (B, 1, Dh); weights (B, 1, S) go to record_attention
             context = context[:, 0]
-        state = self.rnn(torch.cat([emb, context], -1), state)  # (B, H)
+        state = self.rnn(torch.cat([emb, context], -1), state)  # (B, Dh)
         logits = self.out(torch.cat([state, context, emb], -1))  # (B, V)
         return logits, state
 
@@ -186,7 +186,7 @@ class Seq2Seq(EncoderDecoderModel):
         self.decoder = RecurrentDecoder(tgt_vocab, emb_dim, hidden_dim, attention, pad_idx)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``memory (B, S, H)``, ``memory_mask (B, 1, S)``, initial decoder ``state (B, H)``."""
+        """``memory (B, S, Dh)``, ``memory_mask (B, 1, S)``, initial decoder ``state (B, Dh)``."""
         check_rank(src, "src", (2,), "(batch, source length) of token ids")
         not_pad = src != self.pad_idx  # (B, S)
         lengths = not_pad.sum(1).clamp_min(1)

@@ -86,9 +86,9 @@ class EncoderLayer(nn.Module):
 
     Shape
     -----
-    - x: ``(batch, length, d_model)``; mask: broadcastable to
-      ``(batch, nhead, length, length)``
-    - output: ``(batch, length, d_model)``
+    - x: ``(B, L, D)``; mask: broadcastable to
+      ``(B, H, L, L)``
+    - output: ``(B, L, D)``
     """
 
     def __init__(
@@ -150,10 +150,10 @@ class DecoderLayer(nn.Module):
 
     Shape
     -----
-    - x: ``(batch, T, d_model)``; memory: ``(batch, S, d_model)``
-    - tgt_mask: broadcastable to ``(batch, nhead, T, T)``;
-      memory_mask: broadcastable to ``(batch, nhead, T, S)``
-    - output: ``(batch, T, d_model)``
+    - x: ``(B, T, D)``; memory: ``(B, S, D)``
+    - tgt_mask: broadcastable to ``(B, H, T, T)``;
+      memory_mask: broadcastable to ``(B, H, T, S)``
+    - output: ``(B, T, D)``
     """
 
     def __init__(
@@ -228,9 +228,9 @@ class TransformerEncoder(nn.Module):
 
     Shape
     -----
-    - x: ``(B, L, d_model)``; mask: broadcastable to ``(B, nhead, L, L)``
-      (``(B, nhead, L, past + L)`` with a cache)
-    - output: ``(B, L, d_model)``
+    - x: ``(B, L, D)``; mask: broadcastable to ``(B, H, L, L)``
+      (``(B, H, L, past + L)`` with a cache)
+    - output: ``(B, L, D)``
     """
 
     def __init__(self, layer: EncoderLayer, num_layers: int, norm: nn.Module | None = None):
@@ -256,8 +256,8 @@ class TransformerDecoder(nn.Module):
 
     Shape
     -----
-    - x: ``(batch, T, d_model)``; memory: ``(batch, S, d_model)``
-    - output: ``(batch, T, d_model)``
+    - x: ``(B, T, D)``; memory: ``(B, S, D)``
+    - output: ``(B, T, D)``
     """
 
     def __init__(self, layer: DecoderLayer, num_layers: int, norm: nn.Module | None = None):
@@ -295,10 +295,10 @@ class Transformer(nn.Module):
 
     Shape
     -----
-    - src: ``(batch, S, d_model)``; tgt: ``(batch, T, d_model)``
-    - src_mask: broadcastable to ``(batch, nhead, S, S)``; tgt_mask: to
-      ``(batch, nhead, T, T)``; memory_mask: to ``(batch, nhead, T, S)``
-    - output: ``(batch, T, d_model)``
+    - src: ``(B, S, D)``; tgt: ``(B, T, D)``
+    - src_mask: broadcastable to ``(B, H, S, S)``; tgt_mask: to
+      ``(B, H, T, T)``; memory_mask: to ``(B, H, T, S)``
+    - output: ``(B, T, D)``
     """
 
     def __init__(
@@ -444,8 +444,8 @@ class Seq2SeqTransformer(EncoderDecoderModel):
 
     Shape
     -----
-    - src: ``(batch, S)``; tgt_in: ``(batch, T)``
-    - output: logits ``(batch, T, tgt_vocab)``
+    - src: ``(B, S)``; tgt_in: ``(B, T)``
+    - output: logits ``(B, T, tgt_vocab)``
     """
 
     def __init__(
@@ -551,7 +551,7 @@ class EncoderClassifier(nn.Module):
 
     Shape
     -----
-    - tokens: ``(batch, L)``; output: logits ``(batch, num_classes)``
+    - tokens: ``(B, L)``; output: logits ``(B, num_classes)``
     """
 
     def __init__(
@@ -593,7 +593,7 @@ class DecoderLM(LanguageModel):
 
     Shape
     -----
-    - tokens: ``(batch, L)``; output: logits ``(batch, L, vocab_size)``
+    - tokens: ``(B, L)``; output: logits ``(B, L, vocab_size)``
     """
 
     def __init__(

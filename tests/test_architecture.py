@@ -99,3 +99,25 @@ def test_no_tool_tests_for_a_concrete_model_class():
         if CONCRETE_MODELS.search(line)
     ]
     assert not offenders, offenders
+
+
+def _markdown_legend(text: str) -> dict[str, str]:
+    rows = re.findall(r"^\s*\| (`[^|]+`) \| [^|]+ \| ([^|]+) \|$", text, re.M)
+    return {code.replace("`", ""): meaning.strip() for code, meaning in rows}
+
+
+def _docstring_legend(text: str) -> dict[str, str]:
+    rows = re.findall(r"^(\S+(?:, \S+)*)\s+:math:`[^`]+`\s+(.+)$", text, re.M)
+    return {code: meaning.strip() for code, meaning in rows}
+
+
+def test_one_shape_legend():
+    """The package docstring, the theory pages and CONTRIBUTING.md give the same legend."""
+    import attnlib
+
+    package = _docstring_legend(attnlib.__doc__)
+    theory = _markdown_legend((ROOT / "docs" / "theory" / "index.md").read_text())
+    guide = _markdown_legend(GUIDE.read_text())
+    guide = {k: v for k, v in guide.items() if k in theory or k in package}  # legend rows only
+    assert "Lq, Lk" in package and len(package) >= 10
+    assert package == theory == guide

@@ -98,11 +98,11 @@ class Batch(NamedTuple):
 
     Shape
     -----
-    - inputs: ``(batch, L)`` token ids, padded
-    - targets: ``(batch,)`` class ids, or ``(batch, T)`` target ids (BOS ... EOS)
-    - mask: ``(batch, 1, 1, L)`` boolean, ``True`` at real tokens (keys that may
+    - inputs: ``(B, L)`` token ids, padded
+    - targets: ``(B, )`` class ids, or ``(B, T)`` target ids (BOS ... EOS)
+    - mask: ``(B, 1, 1, L)`` boolean, ``True`` at real tokens (keys that may
       be attended, :func:`attnlib.masks.padding_mask`)
-    - lengths: ``(batch,)`` number of real tokens per input
+    - lengths: ``(B, )`` number of real tokens per input
     """
 
     inputs: Tensor
