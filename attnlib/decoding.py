@@ -40,7 +40,7 @@ class _Stepper:
         if model.needs_source and src is None:
             raise ValueError("src: expected source token ids for an encoder-decoder model")
         self.state = model.start_decoding(src, use_cache)
-        self.incremental = use_cache or self.state.incremental
+        self.incremental = self.state.incremental  # the state says what it remembers
         self.prefix = prefix  # (N, T) every token so far
         self.fed = 0  # how many prefix tokens the state has seen
 
@@ -247,11 +247,7 @@ def beam_search(
         stepper.reorder(rows.view(-1))
         stepper.append(new_tokens.view(-1))
         scores = new_scores
-        # an input is done when k hypotheses have finished and no live beam can
-        # still beat the worst of them (log-probabilities only fall as tokens
-        # are added; the length penalty is evaluated at the current length)
-        best_alive = scores.max(-1).values / _lp(step, length_penalty)  # (B,)
-        if all(len(f) >= k and best_alive[i] <= f[-1][0] for i, f in enumerate(finished)):
+        if _can_stop(finished, scores, step, max_len, length_penalty, k):
             break
     out, best = [], []
     for i in range(b):
@@ -270,6 +266,27 @@ def beam_search(
     for i, seq in enumerate(out):
         tokens[i, : seq.shape[0]] = seq
     return tokens, torch.tensor(best)
+
+
+def _can_stop(
+    finished: list[list[tuple[float, Tensor]]],
+    scores: Tensor,
+    step: int,
+    max_len: int,
+    alpha: float,
+    k: int,
+) -> bool:
+    """Whether every input has ``k`` finished hypotheses that no live beam can still beat.
+
+    A live beam's log-probability (``scores``, ``(B, K)``, never positive) can
+    only fall as tokens are added, but its length-normalised score is divided
+    by the length penalty of its *final* length, anywhere in ``step + 1 ..
+    max_len``: the best it can reach is its log-probability divided by the
+    largest penalty over those lengths.
+    """
+    best_lp = max(_lp(step + 1, alpha), _lp(max_len, alpha))
+    best_alive = scores.max(-1).values / best_lp  # (B,)
+    return all(len(f) >= k and best_alive[i] <= f[-1][0] for i, f in enumerate(finished))
 
 
 def _lp(length: int, alpha: float) -> float:

@@ -1,9 +1,12 @@
 """Decoding: the key/value cache changes nothing but speed; beam 1 is greedy."""
 
+import math
+
 import pytest
 import torch
 
 from attnlib.decoding import beam_search, greedy_decode, sample_decode
+from attnlib.models import DecodingState, LanguageModel
 from attnlib.transformer import DecoderLM, Seq2SeqTransformer, build_transformer_model
 
 
@@ -154,3 +157,74 @@ def test_recurrent_seq2seq_beam(gru):
         return (lp * keep).sum(1)
 
     assert (logp(wide) >= logp(beam_search(gru, src, 6, beam_size=1)[0]) - 1e-5).all()
+
+
+class _Scripted(LanguageModel):
+    """A language model with fixed next-token probabilities: after the prompt, EOS has
+    probability e^-0.5 and token 3 e^-1; after that, token 3 is almost certain. Short is
+    likely, long is likelier once divided by a strong length penalty."""
+
+    def forward(self, tokens):
+        n = tokens.shape[1]
+        probs = torch.full((tokens.shape[0], n, 5), 1e-9, dtype=torch.float64)
+        probs[:, 0, 2], probs[:, 0, 3] = math.exp(-0.5), math.exp(-1.0)
+        probs[:, 0, 4] = 1 - math.exp(-0.5) - math.exp(-1.0)  # the rest, so rows sum to 1
+        probs[:, 1:, 3] = 1 - 1e-6
+        return probs.log()
+
+    def start_decoding(self, src, use_cache):
+        return _WholePrefix(self)
+
+
+class _WholePrefix(DecodingState):
+    incremental = False
+
+    def __init__(self, model):
+        self.model = model
+
+    def feed(self, tokens, start):
+        return self.model(tokens)
+
+    def reorder(self, index):
+        pass
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_beam_early_stop_uses_the_best_reachable_length_penalty(alpha):
+    """With a length penalty, a live beam may still overtake a finished one: the early stop
+    must bound it with the penalty of the longest length it can reach. Here the one-token
+    answer [EOS] (log p = -0.5) loses, for alpha = 2, to the 8-token answer (log p ~ -1)."""
+    prompt = torch.ones(1, 1, dtype=torch.long)
+    tokens, scores = beam_search(
+        _Scripted(), prompt=prompt, max_len=8, beam_size=1, length_penalty=alpha
+    )
+    lp = lambda n: ((5 + n) / 6) ** alpha  # noqa: E731
+    long_score = (-1.0 + 7 * math.log(1 - 1e-6)) / lp(8)
+    if long_score > -0.5 / lp(1):
+        assert tokens.shape[1] == 9 and (tokens[0, 1:] == 3).all()
+        assert scores.item() == pytest.approx(long_score, rel=1e-5)
+    else:
+        assert tokens[0, :2].tolist() == [1, 2] and scores.item() == pytest.approx(
+            -0.5 / lp(1), rel=1e-5
+        )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_beam_early_stop_never_changes_the_result(alpha, monkeypatch):
+    """Stopping once no live beam can beat the finished ones gives the same hypotheses as
+    searching to max_len: with a length penalty, a live beam's bound uses the penalty of the
+    longest length it can still reach, not of the current one."""
+    import attnlib.decoding as decoding
+
+    torch.manual_seed(5)
+    model = Seq2SeqTransformer(9, 9, 16, 2, 1, 1, 32, dropout=0.0).double().eval()
+    with torch.no_grad():
+        model.generator.bias[2] += 2.0  # EOS likely early: many short hypotheses finish
+    src = torch.randint(3, 9, (24, 5))
+    early, early_scores = beam_search(model, src, 8, beam_size=3, length_penalty=alpha)
+    monkeypatch.setattr(decoding, "_can_stop", lambda *args: False)
+    full, full_scores = beam_search(model, src, 8, beam_size=3, length_penalty=alpha)
+    torch.testing.assert_close(early_scores, full_scores)
+    n = max(early.shape[1], full.shape[1])
+    pad = lambda t: torch.nn.functional.pad(t, (0, n - t.shape[1]), value=2)  # noqa: E731
+    assert torch.equal(pad(early), pad(full))
