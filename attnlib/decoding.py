@@ -75,7 +75,7 @@ def _start(model, src, prompt, bos_idx) -> tuple[Tensor | None, Tensor]:
 def greedy_decode(
     model,
     src: Tensor | None = None,
-    max_len: int = 50,
+    max_new_tokens: int = 50,
     bos_idx: int = 1,
     eos_idx: int | None = 2,
     *,
@@ -91,7 +91,7 @@ def greedy_decode(
         :class:`~attnlib.seq2seq.Seq2Seq` or a :class:`~attnlib.transformer.DecoderLM`.
     src : Tensor, optional
         Source token ids (encoder-decoder models).
-    max_len : int
+    max_new_tokens : int
         Tokens to generate at most.
     bos_idx, eos_idx : int
         Start token (when no ``prompt``) and end token (``None``: never stop).
@@ -108,10 +108,17 @@ def greedy_decode(
     Shape
     -----
     - src: ``(B, S)``; prompt: ``(B, P)``
-    - output: ``(B, P + T)`` with ``T <= max_len`` (``P = 1`` without prompt)
+    - output: ``(B, P + T)`` with ``T <= max_new_tokens`` (``P = 1`` without prompt)
     """
     return sample_decode(
-        model, src, max_len, bos_idx, eos_idx, prompt=prompt, use_cache=use_cache, greedy=True
+        model,
+        src,
+        max_new_tokens,
+        bos_idx,
+        eos_idx,
+        prompt=prompt,
+        use_cache=use_cache,
+        greedy=True,
     )
 
 
@@ -119,7 +126,7 @@ def greedy_decode(
 def sample_decode(
     model,
     src: Tensor | None = None,
-    max_len: int = 50,
+    max_new_tokens: int = 50,
     bos_idx: int = 1,
     eos_idx: int | None = 2,
     *,
@@ -142,13 +149,13 @@ def sample_decode(
     -----
     - output: ``(B, P + T)``
     """
-    check_positive_int(max_len, "max_len")
+    check_positive_int(max_new_tokens, "max_new_tokens")
     if temperature <= 0:
         raise ValueError(f"temperature: expected a positive number, got {temperature}")
     src, prefix = _start(model, src, prompt, bos_idx)
     stepper = _Stepper(model, src, prefix, use_cache)
     done = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
-    for _ in range(max_len):
+    for _ in range(max_new_tokens):
         logits = stepper.logits()  # (B, V)
         if greedy:
             token = logits.argmax(-1)
@@ -182,7 +189,7 @@ def _filter(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
 def beam_search(
     model,
     src: Tensor | None = None,
-    max_len: int = 50,
+    max_new_tokens: int = 50,
     bos_idx: int = 1,
     eos_idx: int = 2,
     *,
@@ -208,10 +215,10 @@ def beam_search(
 
     Shape
     -----
-    - tokens: ``(B, P + T)``; scores: ``(B, )``
+    - tokens: ``(B, P + T)``; scores: ``(B,)``
     """
     check_positive_int(beam_size, "beam_size")
-    check_positive_int(max_len, "max_len")
+    check_positive_int(max_new_tokens, "max_new_tokens")
     src, prefix = _start(model, src, prompt, bos_idx)
     b, k = prefix.shape[0], beam_size
     expand = torch.arange(b, device=prefix.device).repeat_interleave(k)  # (B*K,)
@@ -221,7 +228,7 @@ def beam_search(
     scores[:, 0] = 0.0
     finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(b)]
     start = prefix.shape[1]
-    for step in range(1, max_len + 1):
+    for step in range(1, max_new_tokens + 1):
         logp = torch.log_softmax(stepper.logits().float(), -1)  # (B*K, V)
         vocab = logp.shape[-1]
         total = (scores.reshape(-1, 1) + logp).view(b, k * vocab)
@@ -247,12 +254,12 @@ def beam_search(
         stepper.reorder(rows.view(-1))
         stepper.append(new_tokens.view(-1))
         scores = new_scores
-        if _can_stop(finished, scores, step, max_len, length_penalty, k):
+        if _can_stop(finished, scores, step, max_new_tokens, length_penalty, k):
             break
     out, best = [], []
     for i in range(b):
         candidates = list(finished[i])
-        for j in range(k):  # unfinished beams count too, at max_len
+        for j in range(k):  # unfinished beams count too, at max_new_tokens
             if scores[i, j] > float("-inf"):
                 seq = stepper.prefix[i * k + j]
                 candidates.append(
@@ -272,7 +279,7 @@ def _can_stop(
     finished: list[list[tuple[float, Tensor]]],
     scores: Tensor,
     step: int,
-    max_len: int,
+    max_new_tokens: int,
     alpha: float,
     k: int,
 ) -> bool:
@@ -281,10 +288,10 @@ def _can_stop(
     A live beam's log-probability (``scores``, ``(B, K)``, never positive) can
     only fall as tokens are added, but its length-normalised score is divided
     by the length penalty of its *final* length, anywhere in ``step + 1 ..
-    max_len``: the best it can reach is its log-probability divided by the
+    max_new_tokens``: the best it can reach is its log-probability divided by the
     largest penalty over those lengths.
     """
-    best_lp = max(_lp(step + 1, alpha), _lp(max_len, alpha))
+    best_lp = max(_lp(step + 1, alpha), _lp(max_new_tokens, alpha))
     best_alive = scores.max(-1).values / best_lp  # (B,)
     return all(len(f) >= k and best_alive[i] <= f[-1][0] for i, f in enumerate(finished))
 

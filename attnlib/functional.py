@@ -731,7 +731,7 @@ def predictive_position(
     Shape
     -----
     - query: ``(B, Lq, D)``; w_p: ``(D, Dh)``; v_p: ``(Dh,)``
-    - source_len: int or ``(B, )``
+    - source_len: int or ``(B,)``
     - output: ``(B, Lq)``
     """
     check_rank(query, "query", (3,), "(batch, query length, features)")

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ._checks import shape_str
 
-__all__ = ["plot_attention", "plot_attention_heads", "plot_history"]
+__all__ = ["plot_attention", "plot_attention_heads", "plot_history", "outline_cells"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -171,7 +171,7 @@ def plot_attention_heads(
 
     Shape
     -----
-    - weights: ``(heads, Lq, Lk)``
+    - weights: ``(H, Lq, Lk)``
     """
     w = _as_numpy(weights)
     if w.ndim != 3:
@@ -301,3 +301,44 @@ def plot_history(
         if ax.lines:
             ax.legend()
     return fig
+
+
+def outline_cells(ax: Axes, cells, *, color: str = "red", linewidth: float = 2.0) -> list:
+    """Draw a box around every ``True`` cell of a heatmap.
+
+    Marks a reference on top of a map drawn by :func:`plot_attention` (one
+    cell per row and column, centred on integer coordinates): the true
+    alignment over the learned attention, for instance.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The heatmap's axes.
+    cells : Tensor or array-like of bool
+        ``True`` = outline this cell; rows and columns as in the heatmap.
+    color : str
+    linewidth : float
+
+    Returns
+    -------
+    list of matplotlib.patches.Rectangle
+        One box per outlined cell, row by row.
+
+    Shape
+    -----
+    - cells: ``(rows, columns)`` of the heatmap (``(Lq, Lk)``)
+    """
+    from matplotlib.patches import Rectangle
+
+    marked = _as_numpy(cells)
+    if marked.ndim != 2:
+        raise ValueError(
+            f"cells: expected a 2-D (row, column) map, got shape {shape_str(marked.shape)}"
+        )
+    boxes = []
+    for row, col in zip(*np.nonzero(marked), strict=True):
+        box = Rectangle(
+            (col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=linewidth
+        )
+        boxes.append(ax.add_patch(box))
+    return boxes

@@ -236,7 +236,7 @@ def alibi_slopes(num_heads: int) -> Tensor:
 
     Shape
     -----
-    - output: ``(H, )``
+    - output: ``(H,)``
     """
     check_positive_int(num_heads, "num_heads")
 

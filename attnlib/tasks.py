@@ -13,9 +13,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_positive_int
+from ._checks import check_choice, check_positive_int, check_rank
 
-__all__ = ["PAD", "BOS", "EOS", "FIRST_SYMBOL", "TASKS", "algorithmic_batch"]
+__all__ = [
+    "PAD",
+    "BOS",
+    "EOS",
+    "FIRST_SYMBOL",
+    "TASKS",
+    "algorithmic_batch",
+    "decoded_correct",
+    "exact_match",
+]
 
 PAD, BOS, EOS, FIRST_SYMBOL = 0, 1, 2, 3
 
@@ -26,7 +35,7 @@ ascending with ties in their order, and ``swap_pairs``, which swaps positions
 
 
 def _alignment(task: str, src: Tensor, length: int) -> Tensor:
-    """Source position copied by each target position ``(length,)``."""
+    """Source position copied by each target position ``(L,)``."""
     positions = torch.arange(length)
     if task == "copy":
         return positions
@@ -96,3 +105,72 @@ def algorithmic_batch(
         tgt[i, length + 1] = EOS
         alignment[i, :length] = align
     return src, tgt, alignment
+
+
+def exact_match(output: Tensor, target: Tensor) -> float:
+    """The share of sequences decoded exactly: every symbol and the ``EOS``.
+
+    ``decoded_correct(output, target).all(1).mean()``: a row counts only if
+    every answer position is right (see :func:`decoded_correct`, which says
+    how outputs shorter or longer than the target are read).
+
+    Parameters
+    ----------
+    output : Tensor
+        Decoded ids, ``BOS`` first, as :mod:`attnlib.decoding` returns them.
+    target : Tensor
+        ``BOS``, the answer, ``EOS``, then ``PAD``, as :func:`algorithmic_batch`
+        returns it.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``.
+
+    Shape
+    -----
+    - output: ``(B, 1 + G)`` (``G`` generated tokens); target: ``(B, 1 + T)`` (``G`` and
+      ``T`` may differ)
+    """
+    return float(decoded_correct(output, target).all(1).double().mean())
+
+
+def decoded_correct(output: Tensor, tgt: Tensor) -> Tensor:
+    """Which answer positions a decoder got right.
+
+    Parameters
+    ----------
+    output : Tensor
+        What :mod:`attnlib.decoding` returns for the batch's sources: ``BOS``,
+        then the generated tokens, filled with ``EOS`` after a row's ``EOS``.
+        Output that stopped early counts as ``EOS`` from its end on; tokens
+        past the target's width are not looked at.
+    tgt : Tensor
+        The batch's targets (``BOS``, answer, ``EOS``, ``PAD``), as
+        :func:`algorithmic_batch` returns them.
+
+    Returns
+    -------
+    Tensor
+        Boolean, aligned with ``tgt[:, 1:]`` (and with ``alignment``):
+        ``True`` where the generated token equals the target. Padding
+        positions are ``True`` (there is nothing to get wrong), so
+        ``correct.all(1)`` is the exact match of each row and
+        ``correct[tgt[:, 1:] != PAD]`` the per-token results.
+
+    Shape
+    -----
+    - output: ``(n, 1 + G)`` (``G`` generated tokens); tgt: ``(n, 1 + T)``;
+      returns ``(n, T)``
+    """
+    check_rank(output, "output", (2,), "(batch, 1 + generated) token ids")
+    check_rank(tgt, "tgt", (2,), "(batch, 1 + answer) token ids")
+    if output.shape[0] != tgt.shape[0]:
+        raise ValueError(
+            f"output: expected batch size {tgt.shape[0]} like tgt, got {output.shape[0]}"
+        )
+    gold = tgt[:, 1:]
+    generated = output[:, 1 : 1 + gold.shape[1]]
+    missing = gold.shape[1] - generated.shape[1]
+    generated = torch.nn.functional.pad(generated, (0, missing), value=EOS)
+    return (generated == gold) | (gold == PAD)

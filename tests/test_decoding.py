@@ -196,7 +196,7 @@ def test_beam_early_stop_uses_the_best_reachable_length_penalty(alpha):
     answer [EOS] (log p = -0.5) loses, for alpha = 2, to the 8-token answer (log p ~ -1)."""
     prompt = torch.ones(1, 1, dtype=torch.long)
     tokens, scores = beam_search(
-        _Scripted(), prompt=prompt, max_len=8, beam_size=1, length_penalty=alpha
+        _Scripted(), prompt=prompt, max_new_tokens=8, beam_size=1, length_penalty=alpha
     )
     lp = lambda n: ((5 + n) / 6) ** alpha  # noqa: E731
     long_score = (-1.0 + 7 * math.log(1 - 1e-6)) / lp(8)
@@ -212,7 +212,7 @@ def test_beam_early_stop_uses_the_best_reachable_length_penalty(alpha):
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
 def test_beam_early_stop_never_changes_the_result(alpha, monkeypatch):
     """Stopping once no live beam can beat the finished ones gives the same hypotheses as
-    searching to max_len: with a length penalty, a live beam's bound uses the penalty of the
+    searching to max_new_tokens: with a length penalty, a live beam's bound uses the penalty of the
     longest length it can still reach, not of the current one."""
     import attnlib.decoding as decoding
 

@@ -26,6 +26,7 @@ from attnlib.interpret import (
     leave_one_out,
     permutation_test,
     plot_attention_received,
+    plot_evidence_scores,
     plot_head_across_layers,
     plot_kinds,
     plot_layer,
@@ -351,6 +352,25 @@ def test_plots_return_what_they_drew(clf, tok):
     assert [t.get_text() for t in ax.texts] == ["a", "dull", "film"]
     with pytest.raises(ValueError, match=r"scores: expected one score per token \(3\)"):
         plot_token_highlights(["a", "b", "c"], [1.0, 2.0])
+    plt.close("all")
+
+
+def test_plot_evidence_scores_draws_both_bars_and_chance():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"precision": [0.8, 0.4], "mass": [0.5, 0.6], "chance": [0.2, 0.2], "other": [1, 2]},
+        index=["rollout", "raw attention, layer 1"],
+    )
+    ax = plot_evidence_scores(table, title="evidence", rotation=25)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [0.8, 0.4, 0.5, 0.6]  # precision bars, then mass bars
+    (line,) = ax.lines
+    assert line.get_ydata()[0] == 0.2 and line.get_label() == "chance (0.20)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(table.index)
+    assert ax.get_xticklabels()[0].get_rotation() == 25 and ax.get_title() == "evidence"
+    with pytest.raises(ValueError, match=r"missing \['mass'\]"):
+        plot_evidence_scores(table.drop(columns="mass"))
     plt.close("all")
 
 

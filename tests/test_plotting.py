@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from attnlib import masks
-from attnlib.plotting import plot_attention, plot_attention_heads
+from attnlib.plotting import outline_cells, plot_attention, plot_attention_heads
 
 QUERIES = ["le", "chat", "dort"]
 KEYS = ["the", "cat", "is", "sleeping"]
@@ -108,3 +109,18 @@ def test_plot_attention_heads_mask_and_titles():
     assert [ax.get_title() for ax in maps] == ["a", "b"]
     for ax in maps:
         np.testing.assert_array_equal(np.ma.getmaskarray(ax.images[0].get_array()), ~mask.numpy())
+
+
+def test_outline_cells_boxes_exactly_the_true_cells():
+    ax = plot_attention(torch.rand(3, 4), QUERIES, KEYS)
+    cells = torch.zeros(3, 4, dtype=torch.bool)
+    cells[0, 1] = cells[2, 3] = True
+    boxes = outline_cells(ax, cells, color="red", linewidth=1.5)
+    assert [(b.get_x(), b.get_y(), b.get_width(), b.get_height()) for b in boxes] == [
+        (0.5, -0.5, 1, 1),  # row 0, column 1: centred on the cell
+        (2.5, 1.5, 1, 1),
+    ]
+    assert all(b in ax.patches and not b.get_fill() and b.get_linewidth() == 1.5 for b in boxes)
+    assert outline_cells(ax, np.zeros((3, 4), bool)) == []
+    with pytest.raises(ValueError, match=r"cells: expected a 2-D \(row, column\) map"):
+        outline_cells(ax, torch.ones(4, dtype=torch.bool))

@@ -1,5 +1,6 @@
 """The tutorials' trained sentiment classifier: cached in memory and on disk,
-reproducible, leaves the RNGs alone; a corrupt or stale cache entry is retrained."""
+reproducible, leaves the RNGs alone; a corrupt or stale cache entry is retrained.
+The algorithmic Transformer: reproducible, leaves the RNGs alone, learns its task."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 from attnlib import pretrained
-from attnlib.pretrained import sentiment_classifier
+from attnlib.decoding import greedy_decode
+from attnlib.pretrained import algorithmic_transformer, sentiment_classifier
+from attnlib.tasks import algorithmic_batch, exact_match
 
 SMALL = {"num_reviews": 300, "epochs": 1, "d_model": 16}
 
@@ -127,3 +130,32 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("ATTNLIB_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert pretrained.cache_dir() == tmp_path / "xdg" / "attnlib"
+
+
+def test_algorithmic_transformer_is_reproducible_and_keeps_the_random_state(monkeypatch):
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    model = algorithmic_transformer("copy", steps=5, batch_size=8)
+    assert torch.rand(1) == expected
+    assert not model.training and len(model.transformer.encoder.layers) == 1
+    again = algorithmic_transformer("copy", steps=5, batch_size=8, seed=0)  # the default seed
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    monkeypatch.setenv("ATTNLIB_SEED", "1")  # the default follows $ATTNLIB_SEED
+    other = algorithmic_transformer("copy", steps=5, batch_size=8)
+    assert not torch.equal(other.src_embed.embedding.weight, model.src_embed.embedding.weight)
+    src = torch.tensor([[3, 4, 5]])
+    assert model(src, torch.tensor([[1, 3]])).shape == (1, 2, 13)
+    with pytest.raises(ValueError, match="task: expected one of"):
+        algorithmic_transformer("shuffle", steps=1)
+
+
+def test_algorithmic_transformer_learns_to_reverse():
+    """300 steps, one layer, sequences of 3-6 symbols: the reverser of the interpretability
+    chapter, which decodes more than 0.9 of new sequences exactly on seeds 0-2."""
+    model = algorithmic_transformer("reverse", max_len=6, seed=0)
+    src, tgt, _ = algorithmic_batch(
+        "reverse", 200, 3, 6, generator=torch.Generator().manual_seed(7)
+    )
+    assert exact_match(greedy_decode(model, src, max_new_tokens=7), tgt) > 0.9

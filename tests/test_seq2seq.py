@@ -120,7 +120,7 @@ def test_greedy_decode_is_argmax_of_teacher_forced_logits(name):
     model = make_model(name).eval()
     src = make_src()
     with record_attention(model) as record:
-        out = greedy_decode(model, src, max_len=T, bos_idx=BOS, eos_idx=None)
+        out = greedy_decode(model, src, max_new_tokens=T, bos_idx=BOS, eos_idx=None)
     assert out.shape == (B, T + 1) and out.dtype == torch.long and (out[:, 0] == BOS).all()
     tokens = out[:, 1:]
     logits, forced_weights = run(model, src, out[:, :-1])
@@ -152,7 +152,7 @@ def test_greedy_decode_stops_when_all_sequences_hit_eos(monkeypatch):
     monkeypatch.setattr(model.decoder, "step", scripted_step)
     src = make_src()[:2]
     with record_attention(model) as record:
-        out = greedy_decode(model, src, max_len=6, bos_idx=BOS, eos_idx=EOS)
+        out = greedy_decode(model, src, max_new_tokens=6, bos_idx=BOS, eos_idx=EOS)
     assert calls == [0, 1, 2, 3]
     assert out.tolist() == [[BOS, 5, EOS, EOS, EOS], [BOS, 3, 4, 7, EOS]]
     assert record.steps("decoder.attention").shape == (2, 4, S)
@@ -163,15 +163,15 @@ def test_greedy_decode_immediate_eos():
     model = make_model("luong_general").eval()
     with torch.no_grad():
         model.decoder.out.bias[EOS] = 1e4
-    out = greedy_decode(model, make_src(), max_len=7, bos_idx=BOS, eos_idx=EOS)
+    out = greedy_decode(model, make_src(), max_new_tokens=7, bos_idx=BOS, eos_idx=EOS)
     assert out.tolist() == [[BOS, EOS]] * B
 
 
-def test_greedy_decode_without_eos_runs_to_max_len():
+def test_greedy_decode_without_eos_runs_to_max_new_tokens():
     model = make_model("none").eval()
     with torch.no_grad():
         model.decoder.out.bias[EOS] = 1e4
-    out = greedy_decode(model, make_src(), max_len=4, bos_idx=BOS, eos_idx=None)
+    out = greedy_decode(model, make_src(), max_new_tokens=4, bos_idx=BOS, eos_idx=None)
     assert out.shape == (B, 5)
     assert (out[:, 1:] == EOS).all()
 

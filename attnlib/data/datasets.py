@@ -99,10 +99,10 @@ class Batch(NamedTuple):
     Shape
     -----
     - inputs: ``(B, L)`` token ids, padded
-    - targets: ``(B, )`` class ids, or ``(B, T)`` target ids (BOS ... EOS)
+    - targets: ``(B,)`` class ids, or ``(B, T)`` target ids (BOS ... EOS)
     - mask: ``(B, 1, 1, L)`` boolean, ``True`` at real tokens (keys that may
       be attended, :func:`attnlib.masks.padding_mask`)
-    - lengths: ``(B, )`` number of real tokens per input
+    - lengths: ``(B,)`` number of real tokens per input
     """
 
     inputs: Tensor

@@ -31,6 +31,7 @@ from .faithfulness import (
 from .maps import KINDS, AttentionMaps, capture_attention, token_labels
 from .plots import (
     plot_attention_received,
+    plot_evidence_scores,
     plot_head_across_layers,
     plot_kinds,
     plot_layer,
@@ -71,6 +72,7 @@ __all__ = [
     "leave_one_out",
     "permutation_test",
     "plot_attention_received",
+    "plot_evidence_scores",
     "plot_head_across_layers",
     "plot_kinds",
     "plot_layer",

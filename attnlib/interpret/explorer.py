@@ -221,7 +221,7 @@ class AttentionExplorer(_Explorer):
 
     Shape
     -----
-    - ``maps[kind]``: ``(layers, heads, query, key)``, weights usually in ``[0, 1]``
+    - ``maps[kind]``: ``(layers, H, Lq, Lk)``, weights usually in ``[0, 1]``
 
     Examples
     --------
@@ -656,15 +656,15 @@ def export_classifier(model: nn.Module, tokenizer, classes: Sequence[str]) -> di
 
     Shape
     -----
-    - ``tensors[params["embedding_weight"]]``: ``(vocab_size, d_model)``
-    - ``tensors[params["layers"][i][r + "_weight"]]``: ``(d_model, d_model)`` for
-      ``r`` in ``q``, ``k``, ``v``, ``out``; ``(dim_feedforward, d_model)`` for
-      ``ff1``; ``(d_model, dim_feedforward)`` for ``ff2``; ``(d_model,)`` for
+    - ``tensors[params["embedding_weight"]]``: ``(vocab_size, D)``
+    - ``tensors[params["layers"][i][r + "_weight"]]``: ``(D, D)`` for
+      ``r`` in ``q``, ``k``, ``v``, ``out``; ``(dim_feedforward, D)`` for
+      ``ff1``; ``(D, dim_feedforward)`` for ``ff2``; ``(D,)`` for
       ``norm1``, ``norm2``
     - ``tensors[params["layers"][i][r + "_bias"]]``: ``(dim_feedforward,)`` for
-      ``ff1``, else ``(d_model,)``
-    - ``tensors[params["final_norm_weight"]]``, ``..._bias``: ``(d_model,)``
-    - ``tensors[params["head_weight"]]``: ``(num_classes, d_model)``;
+      ``ff1``, else ``(D,)``
+    - ``tensors[params["final_norm_weight"]]``, ``..._bias``: ``(D,)``
+    - ``tensors[params["head_weight"]]``: ``(num_classes, D)``;
       ``..._bias``: ``(num_classes,)``
     """
     _check_classifier(model)

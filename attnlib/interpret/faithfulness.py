@@ -144,7 +144,7 @@ def explanation_table(
 def intervene_attention(model: nn.Module, fn: Callable[[Tensor], Tensor]):
     """Inside the block, every :class:`~attnlib.attention.MultiHeadAttention`
     of ``model`` attends with ``fn(weights)`` instead of its weights
-    (``(batch, heads, query, key)`` -> same shape)."""
+    (``(B, H, Lq, Lk)`` -> same shape)."""
     modules = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     if not modules:
         raise TypeError(f"model: expected MultiHeadAttention layers in {type(model).__name__}")

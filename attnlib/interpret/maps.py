@@ -3,7 +3,7 @@
 :func:`capture_attention` runs a model once and returns an
 :class:`AttentionMaps`: for each *kind* of attention (``"encoder"``
 self-attention, ``"decoder"`` self-attention, ``"cross"``-attention) a
-``(layers, heads, query, key)`` tensor, the token labels of its queries and
+``(layers, H, Lq, Lk)`` tensor, the token labels of its queries and
 keys, and the mask that was applied (``True`` = may attend).
 """
 
@@ -31,18 +31,18 @@ class AttentionMaps:
     Parameters
     ----------
     weights : dict
-        Kind (one of :data:`KINDS`) to a ``(layers, heads, query, key)`` tensor.
+        Kind (one of :data:`KINDS`) to a ``(layers, H, Lq, Lk)`` tensor.
     query_tokens, key_tokens : dict
         Kind to the token labels of the queries and of the keys.
     masks : dict, optional
-        Kind to a boolean ``(query, key)`` mask, ``True`` where a real query
+        Kind to a boolean ``(Lq, Lk)`` mask, ``True`` where a real query
         may attend to a key (the rows of padding queries are all ``False``:
         their outputs are thrown away, and statistics leave them out).
 
     Shape
     -----
-    - ``maps[kind]``: ``(layers, heads, query, key)``
-    - ``maps.head(kind, layer, head)``: ``(query, key)``
+    - ``maps[kind]``: ``(layers, H, Lq, Lk)``
+    - ``maps.head(kind, layer, head)``: ``(Lq, Lk)``
     """
 
     def __init__(
@@ -106,7 +106,7 @@ class AttentionMaps:
         return self[self._kind(kind)].shape[1]
 
     def head(self, kind: str | None, layer: int, head: int) -> Tensor:
-        """One map ``(query, key)``; negative ``layer``/``head`` count from the end."""
+        """One map ``(Lq, Lk)``; negative ``layer``/``head`` count from the end."""
         w = self[self._kind(kind)]
         for name, value, size in (("layer", layer, w.shape[0]), ("head", head, w.shape[1])):
             if not -size <= value < size:
@@ -338,7 +338,7 @@ def capture_attention(
 
     Shape
     -----
-    - maps per kind: ``(layers, heads, query, key)``; a single-head layer
+    - maps per kind: ``(layers, H, Lq, Lk)``; a single-head layer
       (the recurrent :class:`~attnlib.seq2seq.Seq2Seq`'s) has one head.
 
     Examples

@@ -25,6 +25,7 @@ __all__ = [
     "plot_kinds",
     "plot_attention_received",
     "plot_token_highlights",
+    "plot_evidence_scores",
 ]
 
 _AXES = {"encoder": ("key", "query"), "decoder": ("key", "query"), "cross": ("source", "target")}
@@ -224,4 +225,60 @@ def plot_token_highlights(
     fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.15, pad=0.05, label="score")
     if title:
         ax.set_title(title)
+    return ax
+
+
+def plot_evidence_scores(
+    table,
+    *,
+    ax: Axes | None = None,
+    title: str | None = "Agreement with the evidence words",
+    xlabel: str = "explanation",
+    rotation: float = 0.0,
+) -> Axes:
+    """Two bars per explanation, its precision at k and its mass on the
+    evidence, with chance as a dashed line.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per explanation, named by the index, with the columns
+        ``precision``, ``mass`` and ``chance`` of
+        :func:`attnlib.interpret.faithfulness.evidence_scores` averaged over
+        the same texts (so ``chance`` is one number; its mean is drawn).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure if omitted.
+    title : str, optional
+    xlabel : str
+    rotation : float
+        Angle of the explanations' names (long names need about 25 degrees).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Shape
+    -----
+    - table: ``(explanations, columns)`` with at least the three columns above
+    """
+    missing = [c for c in ("precision", "mass", "chance") if c not in table]
+    if missing:
+        raise ValueError(
+            f"table: expected the columns precision, mass and chance, missing {missing}"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 2.0 + 1.2 * len(table)), 3.8), layout="constrained")
+    chance = float(table["chance"].mean())
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["precision"], 0.4, label="precision at k")
+    ax.bar(x + 0.2, table["mass"], 0.4, label="mass on evidence")
+    ax.axhline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.2f})")
+    anchor = {"ha": "right", "rotation_mode": "anchor"} if rotation else {}
+    ax.set_xticks(x, [str(name) for name in table.index], rotation=rotation, **anchor)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean over texts")
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
     return ax

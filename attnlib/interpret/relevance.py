@@ -3,7 +3,7 @@
 2021, arXiv:2103.15679), and two references that do not use attention:
 gradient x input and leave-one-out.
 
-Rollout, flow and gradient-weighted attention return a ``(query, key)``
+Rollout, flow and gradient-weighted attention return a ``(Lq, Lk)``
 matrix: row ``i`` says how much each input token contributes to the final
 representation at position ``i``. :func:`pooled_relevance` turns it into
 one score per token for a classifier that pools its outputs.
@@ -95,7 +95,7 @@ def attention_rollout(
 
     Shape
     -----
-    - weights: ``(layers, heads, L, L)``; output: ``(L, L)``
+    - weights: ``(layers, H, L, L)``; output: ``(L, L)``
     """
     a = _augmented(_layers(weights, kind), head_fusion, residual)
     rollout = a[0]
@@ -131,7 +131,7 @@ def attention_flow(
 
     Shape
     -----
-    - weights: ``(layers, heads, L, L)``; output: ``(L, L)``
+    - weights: ``(layers, H, L, L)``; output: ``(L, L)``
     """
     import networkx as nx
 

@@ -55,7 +55,7 @@ class ClassifierWidget:
     state : dict
         The last update: ``text``, ``tokens`` (the labels of the model's
         input), ``ids``, ``truncated``, ``layer``, ``head``, ``probs`` (class
-        name to probability), ``weights`` (the shown map, a ``(query, key)``
+        name to probability), ``weights`` (the shown map, a ``(Lq, Lk)``
         tensor), ``maps`` (the :class:`~attnlib.interpret.maps.AttentionMaps`)
         and ``title`` (the figure's title).
     """

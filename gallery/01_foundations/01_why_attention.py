@@ -50,13 +50,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from attnlib.attention import AdditiveAttention
+from attnlib.capture import record_attention
+from attnlib.decoding import greedy_decode
 from attnlib.plotting import plot_attention
 from attnlib.report import key_figure
 from attnlib.seq2seq import Seq2Seq
-from attnlib.training import seed_everything, seeded_generator
+from attnlib.tasks import BOS, EOS, PAD, algorithmic_batch, decoded_correct
+from attnlib.training import batch_loss, seed_everything, seeded_generator
 
 SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 
@@ -71,36 +73,34 @@ SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 # sequence must fit into one 64-dimensional state before the decoder starts
 # writing; with attention the decoder can go back and read it.
 #
-# Token ids: ``0`` is padding, ``1`` the beginning-of-sequence token (BOS)
-# that starts the decoder, ``2`` the end-of-sequence token (EOS), and
-# ``3..11`` the letters ``a..i``. For training we use *teacher forcing*: the
-# decoder input is the target shifted one step to the right (BOS first), so
-# at step :math:`t` the decoder sees the correct previous token and is trained
-# to predict the next one.
+# :func:`attnlib.tasks.algorithmic_batch` draws such batches (task
+# ``"copy"``). Token ids: ``0`` is padding, ``1`` the beginning-of-sequence
+# token (BOS) that starts the decoder, ``2`` the end-of-sequence token (EOS),
+# and ``3..11`` the letters ``a..i``; the target is BOS, the answer, EOS. For
+# training we use *teacher forcing*: the decoder reads the target without its
+# last token and is trained to predict it without its first, so at step
+# :math:`t` it sees the correct previous token and predicts the next one.
 
-PAD, BOS, EOS = 0, 1, 2
 LETTERS = "abcdefghi"
 VOCAB = 3 + len(LETTERS)  # 12 token ids
 MIN_LEN, MAX_LEN = 4, 16  # training lengths
+NAMES = ["<pad>", "<bos>", "<eos>", *LETTERS]
 
 
-def make_batch(batch_size, length, generator=None):
-    """Random sources (B, L), targets (B, L + 1) and decoder inputs (B, L + 1)."""
-    src = torch.randint(3, VOCAB, (batch_size, length), generator=generator)
-    tgt = torch.cat([src, torch.full((batch_size, 1), EOS)], dim=1)  # copy, then EOS
-    tgt_in = torch.cat([torch.full((batch_size, 1), BOS), tgt[:, :-1]], dim=1)  # shift right
-    return src, tgt, tgt_in
+def copy_batch(n, length, generator=None):
+    """n random sequences of one length: sources (n, L), targets (n, L + 2)."""
+    src, tgt, _ = algorithmic_batch("copy", n, length, length, len(LETTERS), generator=generator)
+    return src, tgt
 
 
 def show(ids):
-    names = {PAD: "<pad>", BOS: "<bos>", EOS: "<eos>"}
-    return [names.get(i, LETTERS[i - 3] if i >= 3 else "?") for i in ids.tolist()]
+    return [NAMES[i] for i in ids.tolist()]
 
 
-src, tgt, tgt_in = make_batch(1, 6)
+src, tgt = copy_batch(1, 6)
 print("source        :", " ".join(show(src[0])))
-print("decoder input :", " ".join(show(tgt_in[0])))
-print("target        :", " ".join(show(tgt[0])))
+print("decoder input :", " ".join(show(tgt[0, :-1])))
+print("target        :", " ".join(show(tgt[0, 1:])))
 
 # %%
 # Two models, one difference
@@ -159,9 +159,7 @@ def train(model, steps=STEPS):
     model.train()
     for _ in range(steps):
         length = int(rng.integers(MIN_LEN, MAX_LEN + 1))
-        src, tgt, tgt_in = make_batch(BATCH, length, gen)
-        logits, _ = model(src, tgt_in)  # (B, L + 1, VOCAB)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
+        loss, _, _ = batch_loss(model, copy_batch(BATCH, length, gen))  # next-token CE
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -208,8 +206,8 @@ plt.show()
 #
 # The evaluation is without teacher forcing: we give each model only the
 # source and let it write its own output with
-# :meth:`attnlib.seq2seq.Seq2Seq.greedy_decode`, which feeds back its most
-# likely token at each step and stops at EOS. For every length from 4 to 16 we
+# :func:`attnlib.decoding.greedy_decode`, which feeds back its most likely
+# token at each step and stops at EOS. For every length from 4 to 16 we
 # decode 300 fresh random sequences and measure
 #
 # - **per-token accuracy**: the fraction of the :math:`L` output positions
@@ -226,19 +224,18 @@ N_EVAL = 300
 def evaluate(model, length, n=N_EVAL):
     """Per-token accuracy, exact match, per-position accuracy and weights."""
     gen = seeded_generator(1000 + length)  # same test set for both models
-    src, tgt, _ = make_batch(n, length, gen)
+    src, tgt = copy_batch(n, length, gen)
     model.eval()
-    out, weights = model.greedy_decode(src, max_len=length + 1, bos_idx=BOS, eos_idx=EOS)
-    pred = torch.full_like(tgt, PAD)
-    pred[:, : out.shape[1]] = out  # decoding may stop early at EOS
-    correct = pred == tgt  # (n, L + 1)
+    with record_attention(model) as record:  # the weights of every decoding step
+        out = greedy_decode(model, src, max_new_tokens=length + 1, bos_idx=BOS, eos_idx=EOS)
+    correct = decoded_correct(out, tgt)  # (n, L + 1): the L letters, then EOS
     return {
         "token_acc": correct[:, :length].float().mean().item(),
         "exact": correct.all(dim=1).float().mean().item(),
         "exact_per_seq": correct.all(dim=1).tolist(),
         "per_position": correct[:, :length].float().mean(dim=0).numpy(),
         "src": src,
-        "weights": weights,
+        "weights": record.steps("decoder.attention") if len(record) else None,
     }
 
 
@@ -322,16 +319,16 @@ plt.show()
 # What the attention model looks at
 # ---------------------------------
 #
-# :meth:`attnlib.seq2seq.Seq2Seq.greedy_decode` also returns the attention
-# weights :math:`\alpha_{tj}`, one row per output step and one column per
-# source token. To copy, output step :math:`t` has to read source position
+# :func:`attnlib.capture.record_attention` records the attention weights
+# :math:`\alpha_{tj}` while the model decodes, one row per output step and one
+# column per source token. To copy, output step :math:`t` has to read source position
 # :math:`t`, so we expect the weight to lie on the diagonal. Here is the first
 # 12-letter test sequence, drawn with :func:`attnlib.plotting.plot_attention`:
 
 src_ex = results["additive attention"][12]["src"][:1]  # (1, 12)
-out_ex, weights_ex = models["additive attention"].greedy_decode(
-    src_ex, max_len=13, bos_idx=BOS, eos_idx=EOS
-)  # (1, steps), (1, steps, 12)
+with record_attention(models["additive attention"]) as record:
+    out_ex = greedy_decode(models["additive attention"], src_ex, 13, BOS, EOS)[:, 1:]
+weights_ex = record.steps("decoder.attention")  # (1, steps, 12): one row per output token
 print("source:", " ".join(show(src_ex[0])))
 print("output:", " ".join(show(out_ex[0])))
 
@@ -412,12 +409,12 @@ run_excess = key_figure(
 # The checks below stop the build if the story stops being true. The numbers
 # they test are printed above and below. Over seeds 0-2 (one thread each) of
 # the robustness matrix, the per-token accuracy at :math:`L = 16` stayed
-# between 0.96 and 0.98 with attention and between 0.35 and 0.38 without; the
-# largest weight fell on the copied position for 87 % to 92 % of the output
-# letters; the final loss without attention was 14 to 22 times that with
-# attention; and runs of three equal letters were about twice as common among
-# the failed sequences as among all of them. The bars below leave room for
-# other machines.
+# between 0.97 and 0.99 with attention and between 0.36 and 0.38 without; the
+# largest weight fell on the copied position for 90 % to 93 % of the output
+# letters; the final loss without attention was 24 to 27 times that with
+# attention; and runs of three equal letters were 1.7 to 2.6 times as common
+# among the failed sequences as among all of them. The bars below leave room
+# for other machines.
 
 att_long = key_figure(
     "lowest token accuracy for L >= 12, attention",

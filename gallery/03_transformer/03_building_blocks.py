@@ -40,10 +40,10 @@ from attnlib.report import key_figure
 from attnlib.training import seed_everything
 from attnlib.transformer import (
     DecoderLayer,
-    Encoder,
     EncoderLayer,
     Seq2SeqTransformer,
     Transformer,
+    TransformerEncoder,
 )
 
 SEED = seed_everything()  # $ATTNLIB_SEED, default 0
@@ -252,8 +252,9 @@ def measure(norm_first: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
     layers = [
         EncoderLayer(D, H, F_FF, dropout=0.0, norm_first=norm_first) for _ in range(N_LAYERS)
     ]
-    stack = Encoder(layers[0], N_LAYERS, nn.LayerNorm(D))
-    stack.layers = nn.ModuleList(layers)  # Encoder deep-copies one layer: use distinct ones
+    stack = TransformerEncoder(layers[0], N_LAYERS, nn.LayerNorm(D))
+    # TransformerEncoder deep-copies one layer: use distinct ones
+    stack.layers = nn.ModuleList(layers)
     z = torch.randn(8, 10, D)
     target = torch.randn(8, 10, D)
     rms = []

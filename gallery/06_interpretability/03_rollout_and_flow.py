@@ -31,14 +31,13 @@ import time
 
 import matplotlib.pyplot as plt
 import networkx as nx
-import numpy as np
 import pandas as pd
 import torch
 
 from attnlib.data.synthetic import SENTIMENT_LEXICON
 from attnlib.interpret.faithfulness import evidence_scores, evidence_token_positions
 from attnlib.interpret.maps import capture_attention
-from attnlib.interpret.plots import plot_token_highlights
+from attnlib.interpret.plots import plot_evidence_scores, plot_token_highlights
 from attnlib.interpret.relevance import attention_flow, attention_rollout, pooled_relevance
 from attnlib.plotting import plot_attention
 from attnlib.pretrained import sentiment_classifier
@@ -343,42 +342,36 @@ summary["precision, negated"] = negated["precision"].mean()
 summary["negated: 'not' in top k"] = negated["'not' in top k"].mean()
 summary["negated: adjective in top k"] = negated["adjective in top k"].mean()
 summary["precision / chance"] = summary["precision"] / summary["chance"]
-for name in ("attention flow", "rollout, mean fusion", "raw attention, layer 0"):
-    key_figure(f"precision at k, {name}", summary.loc[name, "precision"], show=False)
-for name in ("raw attention, layer 1", "rollout, no residual", "rollout, min fusion"):
+for name in summary.index:  # every view
     key_figure(f"precision at k, {name}", summary.loc[name, "precision"], show=False)
 key_figure("precision at k, chance", summary["chance"].iloc[0], show=False)
 summary.round(3)
 
 # %%
-# Every view finds the evidence well above chance. Flow and rollout with
-# mean fusion nearly tie, and they do about as well as the better of the
-# two single-layer maps — the first layer's, for every seed we tried —
-# without our having to know in advance which layer that is. The raw map of
-# the *last* layer, the map one is tempted to draw, is the worst view for
-# five of the six seeds we tried and second worst for the other: by the
-# second layer every position already holds a mixture of words, so which
-# positions it reads says little about which *words* decide. Over seeds 0-5
-# with one thread, rollout's precision ranged from 0.71 to 0.84, raw layer
-# 0's from 0.67 to 0.85 and raw layer 1's from 0.35 to 0.68, against a
-# chance of about 0.15. A raw map can put more *mass* on the evidence:
-# rollout and flow spread mass onto every token through the identity, which
-# lowers the mass though not the ranking. Without the residual term rollout
-# is never better, and with some seeds clearly worse; min fusion, which keeps
-# only the links all four heads agree on, loses more.
+# Every view finds the evidence above chance, all but one of them several
+# times chance. Flow and rollout with mean fusion nearly tie, and they do
+# about as well as the better of the two single-layer maps — the first
+# layer's, for every seed we tried — without our having to know in advance
+# which layer that is. The raw map of the *last* layer, the map one is
+# tempted to draw, is the worst view for every seed we tried, with some
+# seeds barely twice chance: by the second layer every position already
+# holds a mixture of words, so which positions it reads says little about
+# which *words* decide. Over seeds 0-5 with one thread, rollout's precision
+# ranged from 0.73 to 0.84, raw layer 0's from 0.69 to 0.84 and raw layer
+# 1's from 0.29 to 0.64, against a chance of about 0.15. A raw map can put
+# more *mass* on the evidence: rollout and flow spread mass onto every token
+# through the identity, which lowers the mass though not the ranking.
+# Without the residual term rollout is never more than a point better, and
+# with some seeds clearly worse; min fusion, which keeps only the links all
+# four heads agree on, loses more.
 
 chance = summary["chance"].iloc[0]
-fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-x = np.arange(len(summary))
-ax.bar(x - 0.2, summary["precision"], 0.4, label="precision at k")
-ax.bar(x + 0.2, summary["mass"], 0.4, label="mass on evidence")
-ax.axhline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.2f})")
-ax.set_xticks(x, summary.index, rotation=25, ha="right", rotation_mode="anchor")
-ax.set_xlabel("view")
-ax.set_ylabel("mean over test reviews")
-ax.set_ylim(0, 1)
-ax.set_title(f"Agreement with the evidence words ({scored.shape[0] // len(methods)} reviews)")
-ax.legend(fontsize=8)
+plot_evidence_scores(
+    summary,
+    title=f"Agreement with the evidence words ({scored.shape[0] // len(methods)} reviews)",
+    xlabel="view",
+    rotation=25,
+)
 plt.show()
 
 # %%
@@ -420,13 +413,13 @@ means.to_frame("mean").round(3)
 # %%
 # The adjective reads its ``"not"`` in the first layer with several times the
 # uniform weight (the ratio printed above; over seeds 0-5 with one thread
-# from 3.5 to 6.1 times). What the last layer does with it depends on the
+# from 3.2 to 6.3 times). What the last layer does with it depends on the
 # trained model. With seed 0 (one thread) the adjective, now carrying the
 # negation, receives several times as much attention as ``"not"`` in the
 # last layer: the raw last-layer map is then right about what the output
 # reads and wrong about which words it came from. With seeds 1 to 5 the
 # last layer reads ``"not"`` more than the adjective (the second ratio
-# printed above ranged from 0.3 to 0.8): both layers read the negator, and
+# printed above ranged from 0.2 to 0.9): both layers read the negator, and
 # only the first one carries it into the adjective.
 #
 # Checks
@@ -434,7 +427,8 @@ means.to_frame("mean").round(3)
 #
 # The asserts below check the claims of this page, with bars set from the
 # spread of the key figures over several seeds and thread counts (the robustness
-# matrix): every view finds the evidence well above chance; rollout (mean
+# matrix): every view finds the evidence above chance, all but the last
+# layer's raw map several times chance; rollout (mean
 # fusion) and flow nearly tie and keep most (at least 90 %) of the first
 # layer's raw precision — they mix in the less informative last layer, so
 # they can fall a few points below it — while clearly beating the last
@@ -447,7 +441,8 @@ precision = summary["precision"]
 rollout_precision = precision["rollout, mean fusion"]
 raw_first, raw_last = precision["raw attention, layer 0"], precision["raw attention, layer 1"]
 print(f"best view: {best} ({precision[best]:.3f}, chance {chance:.3f})")
-assert (precision > 2 * chance).all(), summary
+assert (precision > 1.5 * chance).all(), summary  # the last layer's raw map: 1.9x and up
+assert (precision.drop("raw attention, layer 1") > 2.5 * chance).all(), summary
 assert abs(precision["attention flow"] - rollout_precision) < 0.04, summary
 # keeps most of the first layer's precision (mixing in the last layer costs a few points)
 assert rollout_precision > 0.9 * raw_first, summary

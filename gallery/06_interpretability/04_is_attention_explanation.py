@@ -57,7 +57,7 @@ from attnlib.interpret.faithfulness import (
     token_scores,
     uniform_attention_test,
 )
-from attnlib.interpret.plots import plot_token_highlights
+from attnlib.interpret.plots import plot_evidence_scores, plot_token_highlights
 from attnlib.pretrained import sentiment_classifier
 from attnlib.report import key_figure
 from attnlib.training import seed_everything
@@ -159,7 +159,7 @@ plt.show()
 # :math:`\tau`, in the table above), much as Jain and Wallace found; rollout
 # agrees better. But the two references agree with each other hardly more,
 # or less, than attention agrees with them: their :math:`\tau` is near zero
-# (over seeds 0-4 with one thread it ranged from -0.06 to 0.02), and their top-3
+# (over seeds 0-5 with one thread it ranged from -0.05 to 0.01), and their top-3
 # overlap is only a little above chance. Two things break them
 # apart. Rank correlations over *all* tokens are dominated by the long tail
 # of unimportant tokens, whose order is noise for every method. And this
@@ -317,13 +317,13 @@ plt.show()
 
 # %%
 # Uniform attention costs a large part of the accuracy (the table above;
-# over seeds 0-4 with one thread it fell from 0.98-0.99 to 0.40-0.53). Even
+# over seeds 0-5 with one thread it fell from 0.97-1.00 to 0.39-0.53). Even
 # the plain reviews (no ``"not"``, no ``"but"``), which a bag of words could
 # classify, lose many points: the layers after the attention expect the
 # sharp maps they were trained with (a model trained with uniform attention,
 # as in the paper, could adapt to it; this one cannot). Negated reviews and
 # contrasts suffer most, one of the two falling to about chance or below
-# (over seeds 0-4 the worse of them scored 0.09 to 0.34): the negation has
+# (over seeds 0-5 the worse of them scored 0.13 to 0.31): the negation has
 # to be read *into the adjective* (the previous tutorial measured that
 # path), and the deciding clause singled out, and uniform weights dilute
 # both among all the other words. By Wiegreffe and Pinter's
@@ -358,17 +358,9 @@ truth_table.round(3)
 # %%
 
 chance = truth_table["chance"].iloc[0]
-fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
-x = np.arange(len(truth_table))
-ax.bar(x - 0.2, truth_table["precision"], 0.4, label="precision at k")
-ax.bar(x + 0.2, truth_table["mass"], 0.4, label="mass on evidence")
-ax.axhline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.2f})")
-ax.set_xticks(x, truth_table.index)
-ax.set_xlabel("explanation")
-ax.set_ylabel("mean over test reviews")
-ax.set_ylim(0, 1)
-ax.set_title(f"Agreement with the evidence words ({n_evidence} reviews)")
-ax.legend(fontsize=8)
+plot_evidence_scores(
+    truth_table, title=f"Agreement with the evidence words ({n_evidence} reviews)"
+)
 plt.show()
 
 # %%
@@ -430,7 +422,8 @@ assert hardest.max() < uniform_table.loc["plain (neither)", "uniform_accuracy"] 
     uniform_table
 )
 # ground truth: every method beats chance, the best by far
-assert (truth_table["precision"] > 2.2 * truth_table["chance"]).all(), truth_table
+# every method beats chance (the raw map: 1.9x and up over seeds 0-5, one thread)
+assert (truth_table["precision"] > 1.5 * truth_table["chance"]).all(), truth_table
 assert truth_table["precision"].max() > chance + 0.5, truth_table
 best_attention = truth_table["precision"][["rollout", "gradient_attention"]].max()
 assert best_attention > truth_table["precision"].max() - 0.02, truth_table

@@ -32,7 +32,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from attnlib.capture import record_attention
 from attnlib.decoding import greedy_decode
@@ -41,11 +40,10 @@ from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer, ex
 from attnlib.interpret.maps import capture_attention
 from attnlib.interpret.widgets import classifier_widget
 from attnlib.plotting import plot_attention
-from attnlib.pretrained import sentiment_classifier
+from attnlib.pretrained import algorithmic_transformer, sentiment_classifier
 from attnlib.report import key_figure
-from attnlib.tasks import EOS, PAD, algorithmic_batch
-from attnlib.training import Trainer, seed_everything, seeded_generator, warmup_cosine_schedule
-from attnlib.transformer import Seq2SeqTransformer
+from attnlib.tasks import EOS, PAD, algorithmic_batch, exact_match
+from attnlib.training import seed_everything, seeded_generator
 
 SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 
@@ -165,9 +163,9 @@ weights = {
     name: torch.from_numpy(np.frombuffer(base64.b64decode(data), "<f4").reshape(shape).copy())
     for name, (shape, data) in spec["tensors"].items()
 }
-params = dict(model.named_parameters())
-exact = all(torch.equal(w, params[name]) for name, w in weights.items())
-print({key: value for key, value in spec["config"].items() if key != "eps"})
+model_params = dict(model.named_parameters())
+exact = all(torch.equal(w, model_params[name]) for name, w in weights.items())
+print({key: value for key, value in spec["config"].items() if key not in ("eps", "norm_eps")})
 print(f"{len(weights)} tensors, {sum(w.numel() for w in weights.values()):,} numbers")
 print(f"every exported tensor equals the model's parameter bit for bit: {exact}")
 
@@ -185,51 +183,54 @@ print(f"  everything else (code, vocabulary, colours): {other_chars / 1000:.0f} 
 # Everything the page needs is in that exported dictionary. Here is the
 # computation the JavaScript does, written in NumPy from the dictionary
 # alone (the tokenizer aside, which we take from Python), for the pre-norm
-# model we have; it gives PyTorch's attention maps and probabilities.
+# model we have; it gives PyTorch's attention maps and probabilities. Like
+# the JavaScript, it finds each tensor through ``spec["params"]``, which maps
+# a role (``embedding_weight``; per layer ``q_weight``, ``norm1_bias``,
+# ``ff1_weight`` ...; ``final_norm_weight``, ``head_bias``) to its key in
+# ``spec["tensors"]``, and each LayerNorm's epsilon through
+# ``spec["config"]["norm_eps"]``: neither depends on how the model names
+# its modules.
 
 
 def page_forward(spec, words):
     """Attention maps (layers, heads, L, L) and probabilities of one tokenized text."""
-    cfg, vocab = spec["config"], spec["tokenizer"]
+    cfg, vocab, roles = spec["config"], spec["tokenizer"], spec["params"]
     assert cfg["norm_first"] and cfg["final_norm"] and cfg["pooling"] == "mean"
-    t = {
-        name: np.frombuffer(base64.b64decode(data), "<f4").reshape(shape).astype(np.float64)
-        for name, (shape, data) in spec["tensors"].items()
+    tensors = {
+        key: np.frombuffer(base64.b64decode(data), "<f4").reshape(shape).astype(np.float64)
+        for key, (shape, data) in spec["tensors"].items()
     }
     index = {w: i for i, w in enumerate(vocab["tokens"])}
     ids = [index.get(w, vocab["unk_idx"]) for w in words][: cfg["max_len"]]
     n, d, heads = len(ids), cfg["d_model"], cfg["nhead"]
     dh = d // heads
 
-    def linear(x, name):
-        return x @ t[name + ".weight"].T + t[name + ".bias"]
+    def linear(x, where, role):  # where: the map of the roles (of the model, or of a layer)
+        return x @ tensors[where[role + "_weight"]].T + tensors[where[role + "_bias"]]
 
-    def norm(x, name):
+    def norm(x, where, role, eps):
         mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-        scaled = (x - mean) / np.sqrt(var + cfg["eps"][name])
-        return scaled * t[name + ".weight"] + t[name + ".bias"]
+        scaled = (x - mean) / np.sqrt(var + eps)
+        return scaled * tensors[where[role + "_weight"]] + tensors[where[role + "_bias"]]
 
     pos, i = np.arange(n)[:, None], np.arange(0, d, 2)
     angle = pos * np.exp(-np.log(cfg["base"]) * i / d)
-    x = t["embed.embedding.weight"][ids] * cfg["scale"]
+    x = tensors[roles["embedding_weight"]][ids] * cfg["scale"]
     x[:, 0::2] += np.sin(angle)
     x[:, 1::2] += np.cos(angle)
     maps = []
-    for layer in range(cfg["num_layers"]):
-        p = f"encoder.layers.{layer}."
-        h = norm(x, p + "norm1")
-        q, k, v = (
-            linear(h, p + f"self_attn.{m}_proj").reshape(n, heads, dh).transpose(1, 0, 2)
-            for m in "qkv"
-        )
+    for layer, eps in zip(roles["layers"], cfg["norm_eps"]["layers"], strict=True):
+        h = norm(x, layer, "norm1", eps["norm1"])
+        q, k, v = (linear(h, layer, m).reshape(n, heads, dh).transpose(1, 0, 2) for m in "qkv")
         scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh)  # (heads, L, L)
         a = np.exp(scores - scores.max(-1, keepdims=True))
         a /= a.sum(-1, keepdims=True)
         maps.append(a)
-        x = x + linear((a @ v).transpose(1, 0, 2).reshape(n, d), p + "self_attn.out_proj")
-        hidden = np.maximum(linear(norm(x, p + "norm2"), p + "ff.linear1"), 0)
-        x = x + linear(hidden, p + "ff.linear2")
-    logits = linear(norm(x, "encoder.norm").mean(0), "head")
+        x = x + linear((a @ v).transpose(1, 0, 2).reshape(n, d), layer, "out")
+        hidden = np.maximum(linear(norm(x, layer, "norm2", eps["norm2"]), layer, "ff1"), 0)
+        x = x + linear(hidden, layer, "ff2")
+    pooled = norm(x, roles, "final_norm", cfg["norm_eps"]["final_norm"]).mean(0)
+    logits = linear(pooled, roles, "head")
     probs = np.exp(logits - logits.max())
     return np.stack(maps), probs / probs.sum()
 
@@ -267,36 +268,19 @@ agreement
 # and the cross-attention from each decoder position to the source.
 #
 # A small :class:`attnlib.transformer.Seq2SeqTransformer` (two encoder and
-# two decoder layers of four heads, :math:`d_{model} = 32`) learns to sort
+# two decoder layers of four heads, :math:`d_{model} = 32`), trained by
+# :func:`attnlib.pretrained.algorithmic_transformer`, learns to sort
 # sequences of 3 to 8 letters from :func:`attnlib.tasks.algorithmic_batch`
 # in a few seconds. Sorting is a lookup by content: to write its next letter
 # the decoder must find, in the source, the smallest letter it has not
 # written yet, wherever it stands.
 
-SYMBOLS, MAX_LEN, STEPS, BATCH = 10, 8, 300, 64
+SYMBOLS, MAX_LEN = 10, 8
 LETTERS = ["<pad>", "<s>", "</s>"] + [chr(ord("a") + i) for i in range(SYMBOLS)]
 
-seed_everything(offset=1)
-sorter = Seq2SeqTransformer(3 + SYMBOLS, 3 + SYMBOLS, 32, 4, 2, 2, 64, dropout=0.0)
-optimizer = torch.optim.Adam(sorter.parameters(), lr=5e-3, betas=(0.9, 0.98))
-src, tgt, _ = algorithmic_batch(
-    "sort", STEPS * BATCH, 3, MAX_LEN, SYMBOLS, generator=seeded_generator(101)
-)
-trainer = Trainer(
-    sorter,
-    optimizer,
-    warmup_cosine_schedule(optimizer, STEPS // 10, STEPS),
-    device="cpu",
-    verbose=False,
-    progress=False,
-)
-trainer.fit(DataLoader(TensorDataset(src, tgt), BATCH, shuffle=True), epochs=1)
-sorter.eval()
-
+sorter = algorithmic_transformer("sort", num_layers=2, max_len=MAX_LEN, num_symbols=SYMBOLS)
 src, tgt, _ = algorithmic_batch("sort", 500, 3, MAX_LEN, SYMBOLS, generator=seeded_generator(107))
-out = greedy_decode(sorter, src, max_len=MAX_LEN + 1)
-n = min(out.shape[1], tgt.shape[1])
-sorted_exactly = float(((out[:, :n] == tgt[:, :n]) | (tgt[:, :n] == PAD)).all(1).float().mean())
+sorted_exactly = exact_match(greedy_decode(sorter, src, max_new_tokens=MAX_LEN + 1), tgt)
 key_figure("sorted exactly, 500 new sequences", sorted_exactly)
 
 # how often each cross-attention head's largest weight is on a source letter equal to the
@@ -331,7 +315,7 @@ lookup.unstack().round(3)
 
 WORD = "hbjegacd"
 source = torch.tensor([[LETTERS.index(c) for c in WORD]])
-decoded = greedy_decode(sorter, source, max_len=MAX_LEN + 1)[:, : len(WORD) + 2]
+decoded = greedy_decode(sorter, source, max_new_tokens=MAX_LEN + 1)[:, : len(WORD) + 2]
 written = [LETTERS[i] for i in decoded[0].tolist()]
 print(f"{' '.join(WORD)}  ->  {' '.join(written[1:])}")
 kinds = capture_attention(
