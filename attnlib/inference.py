@@ -14,6 +14,7 @@ behaviours explicit:
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from ._checks import check_choice, check_positive_int
 from .data.datasets import pad_sequences
 from .models import EncoderDecoderModel
 
-__all__ = ["predict", "translate", "encode_texts", "model_max_length"]
+__all__ = ["predict", "translate", "evaluate_translation", "encode_texts", "model_max_length"]
 
 
 def _as_list(texts: str | Sequence[str]) -> list[str]:
@@ -203,3 +204,62 @@ def translate(
         out, _ = beam_search(model, src, max_new_tokens, bos, eos, beam_size=beam_size)
     model.train(was_training)
     return [tgt_tokenizer.decode(row.tolist()) for row in out]
+
+
+def evaluate_translation(
+    model: nn.Module,
+    src_tokenizer,
+    tgt_tokenizer,
+    sources: Sequence[str],
+    references: Sequence[str],
+    beam_sizes: Sequence[int] = (1, 4),
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Translate a test set with several decoders and score each one.
+
+    Every beam size runs :func:`translate` on ``sources``; the outputs are
+    scored against ``references`` with corpus BLEU (sacrebleu, through
+    :func:`attnlib.metrics.corpus_bleu`) and the exact-match rate (the share of
+    sentences translated without a single wrong word), and timed.
+
+    Parameters
+    ----------
+    model, src_tokenizer, tgt_tokenizer
+        As for :func:`translate`.
+    sources, references : sequence of str
+        The test sentences and their reference translations.
+    beam_sizes : sequence of int
+        1 is greedy decoding, more is beam search.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per decoder (``"greedy"``, ``"beam search, k=4"``, ...), columns
+        ``BLEU`` (0-100), ``exact match`` (0-1) and ``seconds``.
+    outputs : dict of str to list of str
+        Each decoder's translations, keyed like the table's rows.
+    """
+    from .metrics import corpus_bleu
+
+    sources, references = _as_list(sources), _as_list(references)
+    if len(sources) != len(references):
+        raise ValueError(
+            f"references: expected one per source ({len(sources)}), got {len(references)}"
+        )
+    rows, outputs = [], {}
+    for beam_size in beam_sizes:
+        name = "greedy" if beam_size == 1 else f"beam search, k={beam_size}"
+        start = time.perf_counter()
+        outputs[name] = translate(
+            model, src_tokenizer, tgt_tokenizer, sources, beam_size=beam_size
+        )
+        seconds = time.perf_counter() - start
+        exact = sum(o == r for o, r in zip(outputs[name], references, strict=True))
+        rows.append(
+            {
+                "decoder": name,
+                "BLEU": corpus_bleu(outputs[name], references),
+                "exact match": exact / len(references),
+                "seconds": seconds,
+            }
+        )
+    return pd.DataFrame(rows).set_index("decoder"), outputs

@@ -7,7 +7,14 @@ import torch
 
 from attnlib.attention import AdditiveAttention
 from attnlib.data.text import SubwordTokenizer, WordTokenizer
-from attnlib.inference import encode_texts, model_max_length, predict, translate
+from attnlib.inference import (
+    encode_texts,
+    evaluate_translation,
+    model_max_length,
+    predict,
+    translate,
+)
+from attnlib.metrics import corpus_bleu
 from attnlib.seq2seq import Seq2Seq
 from attnlib.transformer import EncoderClassifier, Seq2SeqTransformer
 
@@ -103,8 +110,7 @@ def test_translate_learns_a_tiny_mapping(kind, tok):
     )
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     for _ in range(150):
-        out = model(src, tgt[:, :-1])
-        logits = out[0] if isinstance(out, tuple) else out
+        logits = model(src, tgt[:, :-1])
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1), ignore_index=0
         )
@@ -114,6 +120,13 @@ def test_translate_learns_a_tiny_mapping(kind, tok):
     assert translate(model, tok, tgt_tok, src_texts) == tgt_texts
     assert translate(model, tok, tgt_tok, src_texts, beam_size=3) == tgt_texts
     assert model.training  # mode restored
+    table, outputs = evaluate_translation(model, tok, tgt_tok, src_texts, tgt_texts, (1, 3))
+    assert list(table.index) == ["greedy", "beam search, k=3"] and outputs["greedy"] == tgt_texts
+    assert (table["exact match"] == 1.0).all() and (table["BLEU"] > 99.9).all()
+    wrong = [tgt_texts[1]] + tgt_texts[1:]  # the first reference replaced by another one
+    table, _ = evaluate_translation(model, tok, tgt_tok, src_texts, wrong, (1,))
+    assert table.loc["greedy", "exact match"] == (len(TEXTS) - 1) / len(TEXTS)
+    assert table.loc["greedy", "BLEU"] == pytest.approx(corpus_bleu(tgt_texts, wrong))
     out = translate(model, tok, tgt_tok, "not a superb film")  # unknown word: still an output
     assert isinstance(out, list) and len(out) == 1 and "<pad>" not in out[0]
 

@@ -42,8 +42,8 @@ from attnlib.data.synthetic import (
     translation_corpus,
 )
 from attnlib.data.text import WordTokenizer
-from attnlib.inference import translate
-from attnlib.metrics import alignment_matrix, alignment_score, corpus_bleu, parse_alignment
+from attnlib.inference import evaluate_translation
+from attnlib.metrics import alignment_matrix, alignment_score, parse_alignment
 from attnlib.plotting import outline_cells, plot_attention, plot_history
 from attnlib.report import key_figure
 from attnlib.seq2seq import Seq2Seq
@@ -234,25 +234,14 @@ plt.show()
 # :func:`attnlib.inference.translate` turns raw English strings into
 # toy-language strings: greedy decoding with ``beam_size=1``, beam search
 # (:func:`attnlib.decoding.beam_search`, length penalty 0.6) with
-# ``beam_size=4``. :func:`attnlib.metrics.corpus_bleu` scores the outputs
-# against the references with sacrebleu (corpus BLEU, 0-100); the exact-match
-# rate counts the sentences translated without a single wrong word.
+# ``beam_size=4``. :func:`attnlib.inference.evaluate_translation` runs both
+# on the test split and scores the outputs against the references with
+# sacrebleu (:func:`attnlib.metrics.corpus_bleu`, corpus BLEU, 0-100); the
+# exact-match rate counts the sentences translated without a single wrong
+# word, and ``seconds`` is the time each decoder took.
 
 sources, references = list(test_df["source"]), list(test_df["target"])
-rows, outputs = [], {}
-for name, beam_size in (("greedy", 1), ("beam search, k=4", 4)):
-    start = time.perf_counter()
-    outputs[name] = translate(model, src_tok, tgt_tok, sources, beam_size=beam_size)
-    seconds = time.perf_counter() - start
-    rows.append(
-        {
-            "decoder": name,
-            "BLEU": corpus_bleu(outputs[name], references),
-            "exact match": np.mean(np.array(outputs[name]) == np.array(references)),
-            f"time for {len(sources)} sentences (s)": seconds,
-        }
-    )
-bleu = pd.DataFrame(rows).set_index("decoder")
+bleu, outputs = evaluate_translation(model, src_tok, tgt_tok, sources, references, (1, 4))
 key_figure("BLEU, greedy", bleu.loc["greedy", "BLEU"], fmt="{:.1f}", show=False)
 key_figure("BLEU, beam search", bleu.loc["beam search, k=4", "BLEU"], fmt="{:.1f}", show=False)
 key_figure("exact match, greedy", bleu.loc["greedy", "exact match"], show=False)

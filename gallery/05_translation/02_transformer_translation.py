@@ -32,12 +32,11 @@ from attnlib.capture import record_attention
 from attnlib.data.datasets import TranslationDataset, make_loader, stratified_split
 from attnlib.data.synthetic import translation_corpus
 from attnlib.data.text import WordTokenizer
-from attnlib.inference import translate
+from attnlib.inference import evaluate_translation
 from attnlib.metrics import (
     alignment_error_rate,
     alignment_matrix,
     alignment_score,
-    corpus_bleu,
     hard_alignment,
     parse_alignment,
 )
@@ -156,25 +155,13 @@ plt.show()
 # BLEU: greedy decoding against beam search
 # -----------------------------------------
 #
-# :func:`attnlib.inference.translate` decodes greedily (``beam_size=1``) or
-# with :func:`attnlib.decoding.beam_search` (``beam_size=4``), and
-# :func:`attnlib.metrics.corpus_bleu` scores the outputs with sacrebleu.
+# :func:`attnlib.inference.evaluate_translation` translates the test split
+# greedily (``beam_size=1``) and with :func:`attnlib.decoding.beam_search`
+# (``beam_size=4``), and scores the outputs with sacrebleu
+# (:func:`attnlib.metrics.corpus_bleu`).
 
 sources, references = list(test_df["source"]), list(test_df["target"])
-rows, outputs = [], {}
-for name, beam_size in (("greedy", 1), ("beam search, k=4", 4)):
-    start = time.perf_counter()
-    outputs[name] = translate(model, src_tok, tgt_tok, sources, beam_size=beam_size)
-    seconds = time.perf_counter() - start
-    rows.append(
-        {
-            "decoder": name,
-            "BLEU": corpus_bleu(outputs[name], references),
-            "exact match": np.mean(np.array(outputs[name]) == np.array(references)),
-            f"time for {len(sources)} sentences (s)": seconds,
-        }
-    )
-bleu = pd.DataFrame(rows).set_index("decoder")
+bleu, outputs = evaluate_translation(model, src_tok, tgt_tok, sources, references, (1, 4))
 key_figure("BLEU, greedy", bleu.loc["greedy", "BLEU"], fmt="{:.1f}", show=False)
 key_figure("BLEU, beam search", bleu.loc["beam search, k=4", "BLEU"], fmt="{:.1f}", show=False)
 key_figure("exact match, greedy", bleu.loc["greedy", "exact match"], show=False)
@@ -182,7 +169,7 @@ bleu.round(3)
 
 # %%
 # Beam search keeps four hypotheses per sentence, at several times the cost
-# of greedy decoding (the time column above), and changes little here: a
+# of greedy decoding (the ``seconds`` column above), and changes little here: a
 # well-trained model of a deterministic language is rarely unsure between
 # two continuations. The GRU of the previous tutorial scores a higher BLEU
 # on the same 250 test sentences after 12 epochs: over seeds 0-2 (one
