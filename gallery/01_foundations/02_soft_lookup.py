@@ -146,7 +146,7 @@ print(f"average pooling: MSE = {results['average pooling']:.3f}")
 
 def gaussian_scores(queries, keys, w=1.0):
     """Scores -((q - k) w)^2 / 2: shape (queries, keys)."""
-    diff = queries[:, None] - keys[None, :]  # (n_query, n_key)
+    diff = queries[:, None] - keys[None, :]  # (Lq, Lk)
     return -((diff * w) ** 2) / 2
 
 

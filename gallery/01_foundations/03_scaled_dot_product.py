@@ -91,7 +91,7 @@ class SimpleAttention(nn.Module):
 # (*self-attention*: queries, keys and values are all the same sequence):
 
 tokens = [f"Token {i}" for i in range(1, 6)]
-x = torch.randn(1, 5, 4)  # (batch, tokens, features)
+x = torch.randn(1, 5, 4)  # (B, L, D)
 attention = SimpleAttention(input_dim=4)
 output, weights = attention(x, x, x)
 print("input", tuple(x.shape), "-> output", tuple(output.shape), "weights", tuple(weights.shape))
@@ -276,8 +276,8 @@ scaled_spread = key_figure(
 
 PAD = 0
 words = ["the", "cat", "sat", "<pad>", "<pad>"]
-ids = torch.tensor([[5, 7, 3, PAD, PAD]])  # (batch 1, 5 tokens)
-emb = torch.randn(1, 1, 5, 8)  # (batch, heads, tokens, features)
+ids = torch.tensor([[5, 7, 3, PAD, PAD]])  # (B, L) = (1, 5)
+emb = torch.randn(1, 1, 5, 8)  # (B, H, L, Dk)
 
 pad = padding_mask(ids, pad_idx=PAD)  # (1, 1, 1, 5)
 causal = causal_mask(5)  # (5, 5)

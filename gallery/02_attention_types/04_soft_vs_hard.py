@@ -51,7 +51,7 @@ SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 # :func:`attnlib.functional.hard_attention` draws the position and returns the
 # one-hot weights. Written out, for comparison:
 
-scores = torch.randn(4, 1, 6, requires_grad=True)  # (batch, one query, 6 keys)
+scores = torch.randn(4, 1, 6, requires_grad=True)  # (B, Lq, Lk) = (4, 1, 6)
 value = torch.randn(4, 6, 3)
 
 alpha = torch.softmax(scores, -1)

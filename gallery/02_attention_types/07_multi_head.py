@@ -40,8 +40,8 @@ SEED = seed_everything()  # $ATTNLIB_SEED, else 0
 # :math:`\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V`, returning the output and
 # the weights. Written out, it is three lines:
 
-q = torch.randn(2, 5, 8)  # (batch, queries, features)
-k = torch.randn(2, 7, 8)  # (batch, keys, features)
+q = torch.randn(2, 5, 8)  # (B, Lq, Dk)
+k = torch.randn(2, 7, 8)  # (B, Lk, Dk)
 v = torch.randn(2, 7, 8)
 out_one, weights_one = calculate_attention_weights(q, k, v)
 weights_hand = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)

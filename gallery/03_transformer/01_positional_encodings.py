@@ -53,7 +53,7 @@ SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 # :class:`attnlib.attention.MultiHeadAttention`:
 
 mha = MultiHeadAttention(embed_dim=16, num_heads=2).eval()
-x = torch.randn(1, 6, 16)  # (batch, tokens, features)
+x = torch.randn(1, 6, 16)  # (B, L, D)
 perm = torch.randperm(6)
 with torch.no_grad():
     out, _ = mha(x, x, x)

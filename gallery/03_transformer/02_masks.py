@@ -53,7 +53,7 @@ SEED = seed_everything()  # $ATTNLIB_SEED, default 0
 # :func:`attnlib.functional.scaled_dot_product_attention` gives the same
 # output for the same mask:
 
-q, k, v = torch.randn(3, 1, 2, 4, 8)  # (batch, heads, length, features) each
+q, k, v = torch.randn(3, 1, 2, 4, 8)  # (B, H, L, Dk) each
 some_mask = torch.rand(4, 4) > 0.3
 some_mask[:, 0] = True  # every query may attend to at least one key
 ours, _ = scaled_dot_product_attention(q, k, v, attn_mask=some_mask)

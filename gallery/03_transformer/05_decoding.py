@@ -135,7 +135,7 @@ def log_probability(net, out):
     """log p(output | input) under ``net``, up to and including the first </s>."""
     logits = net(src, out[:, :-1]).float()  # teacher forcing, (N, T-1, V)
     logits[..., PAD] = float("-inf")  # the decoders never generate padding
-    logp = torch.log_softmax(logits, -1).gather(-1, out[:, 1:, None])[..., 0]  # (N, T-1)
+    logp = torch.log_softmax(logits, -1).gather(-1, out[:, 1:, None])[..., 0]  # (B, T-1)
     ends_before = (out[:, 1:] == EOS).cumsum(1) - (out[:, 1:] == EOS).long()
     return (logp * (ends_before == 0)).sum(1)  # tokens after the first </s> do not count
 

@@ -293,11 +293,11 @@ test_set = dataset(test_df)
 test_batch = next(iter(make_loader(test_set, len(test_set))))
 with torch.no_grad(), record_attention(model) as record:
     model(test_batch.inputs, test_batch.targets[:, :-1])
-weights = record.steps("decoder.attention")  # (N, T, S): one (N, 1, S) call per step
+weights = record.steps("decoder.attention")  # (B, T, S): one (B, 1, S) call per step
 N, T, S = weights.shape
 gold = torch.stack(
     [alignment_matrix(parse_alignment(a), S, T) for a in test_df["alignment"]]
-)  # (N, T, S): row j = target word j, column i = source word i
+)  # (B, T, S): row j = target word j, column i = source word i
 assert (weights.masked_select(test_batch.inputs[:, None, :] == src_tok.pad_idx) == 0).all()
 print("weights", tuple(weights.shape), "gold", tuple(gold.shape))
 
@@ -345,7 +345,7 @@ plt.show()
 # :math:`j` against target word :math:`j - 1` (``offset=(0, 1)``).
 
 flat_weights, flat_gold = weights.reshape(-1, S), gold.reshape(-1, S)
-not_pad = (test_batch.inputs != src_tok.pad_idx).float()  # (N, S)
+not_pad = (test_batch.inputs != src_tok.pad_idx).float()  # (B, S)
 uniform = (not_pad / not_pad.sum(1, keepdim=True))[:, None, :].expand(N, T, S)
 shifted = torch.stack(  # row j + 1 holds target word j: row j is scored against word j - 1
     [alignment_matrix(parse_alignment(a), S, T + 1, offset=(0, 1)) for a in test_df["alignment"]]

@@ -202,7 +202,7 @@ one = dataset(test_df.iloc[[i]])[0]
 with torch.no_grad(), record_attention(model) as record:
     model(torch.tensor([one[0]]), torch.tensor([one[1][:-1]]))
 print("recorded:", record.names())
-maps = torch.cat([record[name][0] for name in CROSS])  # (layers * heads, T, S)
+maps = torch.cat([record[name][0] for name in CROSS])  # (layers * H, T, S)
 gold_one = alignment_matrix(
     parse_alignment(test_df["alignment"][i]), len(src_words), len(tgt_words)
 )
@@ -237,16 +237,16 @@ test_set = dataset(test_df)
 test_batch = next(iter(make_loader(test_set, len(test_set))))
 with torch.no_grad(), record_attention(model) as record:
     model(test_batch.inputs, test_batch.targets[:, :-1])
-weights = torch.stack([record[name] for name in CROSS], 1)  # (N, layers, heads, T, S)
+weights = torch.stack([record[name] for name in CROSS], 1)  # (B, layers, H, T, S)
 N, _, _, T, S = weights.shape
-src_pad = test_batch.inputs == src_tok.pad_idx  # (N, S)
+src_pad = test_batch.inputs == src_tok.pad_idx  # (B, S)
 assert (weights.masked_select(src_pad[:, None, None, None, :]) == 0).all()  # padding: weight 0
 gold = torch.stack([alignment_matrix(parse_alignment(a), S, T) for a in test_df["alignment"]])
-flat_gold = gold.reshape(-1, S)  # (N * T, S), rows without a gold word are skipped
+flat_gold = gold.reshape(-1, S)  # (B * T, S), rows without a gold word are skipped
 
 
 def score(w, method):
-    """Alignment score of (N, T, S) weights over all target words of the split."""
+    """Alignment score of (B, T, S) weights over all target words of the split."""
     return alignment_score(w.reshape(-1, S), flat_gold, method=method)
 
 
@@ -393,7 +393,7 @@ assert abs(aer - (1 - best_argmax)) < 1e-6
 #    cross = torch.stack(
 #        [torch.cat([step[layer] for step in out.cross_attentions], dim=2)
 #         for layer in range(num_layers)]
-#    )  # (layers, batch, heads, generated tokens, source tokens)
+#    )  # (layers, B, H, T, S): T generated tokens, S source tokens
 #
 #    # out.sequences starts with the decoder's start token, so row j is the
 #    # step that produced out.sequences[0, j + 1] (the same offset as above)

@@ -81,7 +81,7 @@ print({c: round(float(p), 3) for c, p in zip(sentiment.classes, probs, strict=Tr
 
 maps = capture_attention(model, sentiment.encode(SENTENCE), tokenizer=tokenizer)
 NOT = maps.labels()[1].index("not")
-on_not = maps["encoder"][..., NOT].mean(-1)  # (layers, heads): mean weight on "not"
+on_not = maps["encoder"][..., NOT].mean(-1)  # (layers, H): mean weight on "not"
 NOT_LAYER, NOT_HEAD = divmod(int(on_not.argmax()), on_not.shape[1])
 print(f"the negator head: layer {NOT_LAYER}, head {NOT_HEAD}")
 key_figure("mean weight on 'not', negator head", on_not[NOT_LAYER, NOT_HEAD])
@@ -205,7 +205,7 @@ real = tokens != tokenizer.pad_idx  # (B, L)
 
 with torch.no_grad(), record_attention(model) as record:
     logits = model(tokens)
-weights = record.stack().transpose(0, 1)  # (B, layers, heads, L, L)
+weights = record.stack().transpose(0, 1)  # (B, layers, H, L, L)
 n_layers, n_heads = weights.shape[1:3]
 
 
@@ -351,7 +351,7 @@ for i, words in enumerate(labels):
 
 def mass_on(keys):
     """Mean over real queries of the weight on ``keys`` ``(B, L)``: (layers, heads)."""
-    mass = (weights * keys[:, None, None, None, :]).sum(-1)  # (B, layers, heads, L)
+    mass = (weights * keys[:, None, None, None, :]).sum(-1)  # (B, layers, H, L)
     return (mass * real[:, None, None, :]).sum((0, 3)) / real.sum()
 
 

@@ -92,7 +92,7 @@ table.round(3)
 # One row by hand: the column of ``dull`` in every head of layer 0.
 
 DULL = words.index("dull")
-column = maps["encoder"][0, :, :, DULL].reshape(-1).double()  # (heads * queries,)
+column = maps["encoder"][0, :, :, DULL].reshape(-1).double()  # (H * Lq,)
 by_hand = {
     "mean": float(column.mean()),
     "std": float(column.std(unbiased=False)),
@@ -114,7 +114,7 @@ pd.DataFrame([by_hand, table.loc[DULL, list(by_hand)].to_dict()], index=["by han
 # :func:`attnlib.interpret.faithfulness.evidence_token_positions` maps those
 # white-space words to token positions.
 
-received = maps["encoder"].mean(dim=(1, 2))  # (layers, keys): mean over heads and queries
+received = maps["encoder"].mean(dim=(1, 2))  # (layers, Lk): mean over heads and queries
 evidence = evidence_token_positions(REVIEW, [8, 9], tokenizer)  # words 8, 9: "not bad."
 truth = torch.zeros(n_words)
 truth[evidence] = 1.0
@@ -157,7 +157,7 @@ def run(texts):
     real = tokens != tokenizer.pad_idx
     with torch.no_grad(), record_attention(model) as record:
         logits = model(tokens)
-    weights = record.stack().transpose(0, 1)  # (B, layers, heads, L, L)
+    weights = record.stack().transpose(0, 1)  # (B, layers, H, L, L)
     received = (weights * real[:, None, None, :, None]).sum(-2) / lengths[:, None, None, None]
     return ids, lengths, real, logits, received
 
@@ -249,7 +249,7 @@ for i in range(len(test)):
     evidence_i = evidence_token_positions(test.loc[i, "text"], positions, tokenizer)
     n = int(lengths[i])
     for layer in range(n_layers):
-        scores = test_received[i, layer, :, :n]  # (heads, n)
+        scores = test_received[i, layer, :, :n]  # (H, n)
         for head, s in [*enumerate(scores), ("mean", scores.mean(0))]:
             records.append(
                 {

@@ -59,7 +59,7 @@ with torch.no_grad():
     probs = torch.softmax(model(tokens), -1)[0]
 maps = capture_attention(model, tokens, tokenizer=tokenizer)
 labels = maps.labels("encoder")[1]
-weights = maps["encoder"].double()  # (layers, heads, L, L)
+weights = maps["encoder"].double()  # (layers, H, L, L)
 evidence = evidence_token_positions(
     review["text"], [int(p) for p in review["evidence_positions"].split()], tokenizer
 )
@@ -114,7 +114,7 @@ def rollout(weights, head_fusion="mean", residual=True):
     fuse = {"mean": lambda w: w.mean(0), "max": lambda w: w.amax(0), "min": lambda w: w.amin(0)}
     eye = torch.eye(weights.shape[-1], dtype=weights.dtype)
     r = eye
-    for layer in weights:  # (heads, L, L), first layer first
+    for layer in weights:  # (H, L, L), first layer first
         a = fuse[head_fusion](layer)
         a = 0.5 * a + 0.5 * eye if residual else a
         r = (a / a.sum(-1, keepdim=True)) @ r

@@ -266,7 +266,7 @@ def loader(frame):
     return make_loader(dataset, 256)
 
 
-def uniform(weights):  # (batch, heads, query, key)
+def uniform(weights):  # (B, H, Lq, Lk)
     allowed = (weights > 0).to(weights.dtype)  # masked keys have weight exactly 0
     return allowed / allowed.sum(-1, keepdim=True).clamp_min(1)
 

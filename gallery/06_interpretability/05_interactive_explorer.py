@@ -74,7 +74,7 @@ table.drop(columns=["unknown", "truncated"]).round(4)
 
 DECIDING = ["not", "dull", "delightful"]  # the deciding word of each polar example
 all_maps = [capture_attention(model, sentiment.encode(t), tokenizer=tokenizer) for t in examples]
-hits = sum(  # (layers, heads): queries whose largest weight is on the deciding word
+hits = sum(  # (layers, H): queries whose largest weight is on the deciding word
     (m["encoder"].argmax(-1) == m.labels()[1].index(word)).sum(-1)
     for m, word in zip(all_maps[:3], DECIDING, strict=True)  # the three polar examples
 )
@@ -222,7 +222,7 @@ def page_forward(spec, words):
     for layer, eps in zip(roles["layers"], cfg["norm_eps"]["layers"], strict=True):
         h = norm(x, layer, "norm1", eps["norm1"])
         q, k, v = (linear(h, layer, m).reshape(n, heads, dh).transpose(1, 0, 2) for m in "qkv")
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh)  # (heads, L, L)
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh)  # (H, L, L)
         a = np.exp(scores - scores.max(-1, keepdims=True))
         a /= a.sum(-1, keepdims=True)
         maps.append(a)
@@ -291,8 +291,8 @@ writes = tgt[:, 1:]  # the letter each decoder position writes
 answer = (writes != PAD) & (writes != EOS)  # letters only, not the end token
 lookup, some_head = {}, {}
 for layer in range(2):
-    cross = record[f"transformer.decoder.layers.{layer}.cross_attn"]  # (B, heads, T, S)
-    read = src.gather(1, cross.argmax(-1).flatten(1)).view(cross.shape[:3])  # (B, heads, T)
+    cross = record[f"transformer.decoder.layers.{layer}.cross_attn"]  # (B, H, T, S)
+    read = src.gather(1, cross.argmax(-1).flatten(1)).view(cross.shape[:3])  # (B, H, T)
     right = read == writes[:, None]  # the letter read is the one written
     for head in range(4):
         lookup[(layer, head)] = float(right[:, head][answer].float().mean())
