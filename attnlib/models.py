@@ -4,11 +4,11 @@ Decoding, training, inference and the interpretability tools work on any
 model of these families through the interface below, never by testing for a
 concrete class:
 
-- :class:`EncoderDecoderModel`: ``forward(src, tgt_in)`` returns the logits
-  of every target position (teacher forcing). Subclasses: the recurrent
+- :class:`~attnlib.models.EncoderDecoderModel`: ``forward(src, tgt_in)`` returns
+  the logits of every target position (teacher forcing). Subclasses: the recurrent
   :class:`attnlib.seq2seq.Seq2Seq` and :class:`attnlib.transformer.Seq2SeqTransformer`.
-- :class:`LanguageModel`: ``forward(tokens)`` returns the logits of the next
-  token after every position. Subclass: :class:`attnlib.transformer.DecoderLM`.
+- :class:`~attnlib.models.LanguageModel`: ``forward(tokens)`` returns the logits
+  of the next token after every position. Subclass: :class:`attnlib.transformer.DecoderLM`.
 
 One return convention for every model: ``forward`` returns **logits only**.
 The attention weights of any model, in any mode (training, teacher forcing,
@@ -18,8 +18,9 @@ generation), come from :func:`attnlib.capture.record_attention`::
         logits = model(src, tgt_in)
     record.steps("decoder.attention")   # a recurrent decoder: one call per step
 
-To generate, a model hands :mod:`attnlib.decoding` a :class:`DecodingState`
-(:meth:`SequenceModel.start_decoding`) that feeds tokens and keeps what the
+To generate, a model hands :mod:`attnlib.decoding` a
+:class:`~attnlib.models.DecodingState`
+(:meth:`~attnlib.models.SequenceModel.start_decoding`) that feeds tokens and keeps what the
 model remembers between steps (a recurrent state, a key/value cache).
 """
 
@@ -51,12 +52,14 @@ def attention_kind_from_name(name: str) -> str:
 class DecodingState:
     """What a model keeps between the steps of generation.
 
-    Subclasses implement :meth:`feed` and :meth:`reorder`.
+    Subclasses implement :meth:`~attnlib.models.DecodingState.feed` and
+    :meth:`~attnlib.models.DecodingState.reorder`.
 
     Attributes
     ----------
     incremental : bool
-        ``True``: :meth:`feed` receives only the tokens not fed before (the
+        ``True``: :meth:`~attnlib.models.DecodingState.feed` receives only the
+        tokens not fed before (the
         model carries a recurrent state or a key/value cache); ``False``: it
         receives the whole prefix at every step.
     banned_token : int or None
@@ -109,7 +112,8 @@ class SequenceModel(nn.Module):
         return attention_kind_from_name(name)
 
     def start_decoding(self, src: Tensor | None, use_cache: bool) -> DecodingState:
-        """A fresh :class:`DecodingState` (``src``: the source, for encoder-decoders)."""
+        """A fresh :class:`~attnlib.models.DecodingState` (``src``: the source,
+        for encoder-decoders)."""
         raise NotImplementedError
 
     def teacher_forcing(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

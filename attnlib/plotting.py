@@ -253,7 +253,7 @@ def plot_history(
         ``val_accuracy``, and ``x``.
     x : str
         The column along the horizontal axis.
-    axes : pair of matplotlib Axes, optional
+    axes : sequence of matplotlib.axes.Axes, optional
         Draw into these (to overlay several runs); default a new figure.
     label : str, optional
         Prefix of the legend entries (the run's name, when overlaying runs).

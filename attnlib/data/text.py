@@ -1,7 +1,7 @@
 """Text to token ids: cleaning, word and subword tokenizers, the vocabulary.
 
 Both tokenizers share one interface, which :mod:`attnlib.inference`,
-:mod:`attnlib.interpret` and the plotting helpers rely on:
+:mod:`attnlib.interpret.maps` and the plotting helpers rely on:
 
 - ``fit(texts, *, min_freq, ...)`` (a class method) learns one from texts;
 - ``tokenize(text) -> list[str]``;
