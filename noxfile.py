@@ -153,7 +153,7 @@ def lint(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run(_biome(session), "ci", external=True)
+    session.run(_biome(session), "ci", "--colors=off", external=True)
 
 
 if os.environ.get("CI"):
