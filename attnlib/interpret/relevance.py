@@ -115,7 +115,8 @@ def attention_flow(
     r"""Attention flow: the maximum flow from each input token to each output
     position through the layered attention graph (nodes: a token at a layer;
     edge capacities: the residual-augmented attention of
-    :func:`attention_rollout`), solved exactly with networkx.
+    :func:`attention_rollout`), solved exactly: in closed form for one or two
+    layers, with networkx's maximum flow for deeper stacks.
 
     With one layer the only path from ``j`` to ``i`` is their edge, and flow
     equals rollout. With two layers the paths ``j -> k -> i`` share no edge,
