@@ -353,17 +353,19 @@ summary.round(3)
 # about as well as the better of the two single-layer maps — the first
 # layer's, for every seed we tried — without our having to know in advance
 # which layer that is. The raw map of the *last* layer, the map one is
-# tempted to draw, is the worst view for every seed we tried, with some
-# seeds barely twice chance: by the second layer every position already
+# tempted to draw, is clearly below rollout and flow for every seed we tried
+# (only min fusion, below, can fall lower), with some seeds barely twice
+# chance: by the second layer every position already
 # holds a mixture of words, so which positions it reads says little about
 # which *words* decide. Over seeds 0-5 with one thread, rollout's precision
 # ranged from 0.73 to 0.84, raw layer 0's from 0.69 to 0.84 and raw layer
 # 1's from 0.29 to 0.64, against a chance of about 0.15. A raw map can put
 # more *mass* on the evidence: rollout and flow spread mass onto every token
 # through the identity, which lowers the mass though not the ranking.
-# Without the residual term rollout is never more than a point better, and
-# with some seeds clearly worse; min fusion, which keeps only the links all
-# four heads agree on, loses more.
+# Dropping the residual term gives no reliable gain: against rollout with it,
+# it ranged from 7 points worse to 3 points better (seeds 0-2, one and two
+# threads); min fusion, which keeps only the links all four heads agree on,
+# loses more.
 
 chance = summary["chance"].iloc[0]
 plot_evidence_scores(
@@ -429,11 +431,11 @@ means.to_frame("mean").round(3)
 # spread of the key figures over several seeds and thread counts (the robustness
 # matrix): every view finds the evidence above chance, all but the last
 # layer's raw map several times chance; rollout (mean
-# fusion) and flow nearly tie and keep most (at least 90 %) of the first
+# fusion) and flow nearly tie and keep most (at least 85 %) of the first
 # layer's raw precision — they mix in the less informative last layer, so
-# they can fall a few points below it — while clearly beating the last
-# layer's map; dropping the residual term does
-# not help, and min fusion loses to mean fusion; flow is at least rollout
+# they can fall up to about ten points below it — while clearly beating the last
+# layer's map; dropping the residual term never gains more than a few
+# points, and min fusion loses to mean fusion; flow is at least rollout
 # everywhere; the adjective reads its ``"not"`` in the first layer.
 
 best = summary["precision"].idxmax()
@@ -445,9 +447,9 @@ assert (precision > 1.5 * chance).all(), summary  # the last layer's raw map: 1.
 assert (precision.drop("raw attention, layer 1") > 2.5 * chance).all(), summary
 assert abs(precision["attention flow"] - rollout_precision) < 0.04, summary
 # keeps most of the first layer's precision (mixing in the last layer costs a few points)
-assert rollout_precision > 0.9 * raw_first, summary
+assert rollout_precision > 0.85 * raw_first, summary  # measured 0.90-1.07 of it
 assert rollout_precision > raw_last + 0.04, summary  # clearly better than the last layer's
-assert rollout_precision > precision["rollout, no residual"] - 0.02, summary
+assert rollout_precision > precision["rollout, no residual"] - 0.06, summary
 assert precision["rollout, min fusion"] + 0.03 < rollout_precision, summary
 # two layers: flow differs from rollout and is at least rollout everywhere
 assert (F - R).abs().max() > 0.05 and (F >= R - 1e-12).all()
