@@ -47,7 +47,7 @@ class Case:
     def label(self) -> str:
         weights = "with weights" if self.need_weights else "no weights"
         return (
-            f"B={self.batch} L={self.length} E={self.embed_dim} H={self.num_heads} "
+            f"B={self.batch} L={self.length} D={self.embed_dim} H={self.num_heads} "
             f"threads={self.threads} {self.mode}, {weights}"
         )
 
