@@ -29,6 +29,7 @@ V           :math:`V`                vocabulary size
 
 from . import (
     attention,
+    bert,
     capture,
     data,
     decoding,
@@ -76,6 +77,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "attention",
+    "bert",
     "capture",
     "data",
     "decoding",

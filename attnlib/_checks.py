@@ -90,3 +90,17 @@ def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def require_optional(module: str, *, package: str, extra: str, feature: str):
+    """Import an optional dependency, or raise an ImportError that names the package to
+    install and attnlib's extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{feature} needs the package {package!r} (module {module!r}), an optional "
+            f"dependency of attnlib: pip install 'attnlib[{extra}]' (or pip install {package})"
+        ) from exc

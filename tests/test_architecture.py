@@ -22,7 +22,7 @@ LAYERS = [
     {"functional", "data.datasets", "data"},
     {"attention"},
     {"transformer", "seq2seq", "capture"},
-    {"decoding", "training", "bench"},
+    {"decoding", "training", "bench", "bert"},
     {"interpret.maps", "inference", "pretrained"},
     {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"},
     {"interpret.plots", "interpret.faithfulness", "interpret"},

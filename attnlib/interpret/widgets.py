@@ -20,20 +20,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ClassifierWidget", "classifier_widget"]
+from .._checks import require_optional
 
-_INSTALL_HINT = (
-    "classifier_widget needs ipywidgets, an optional dependency of attnlib: "
-    "pip install ipywidgets (and restart the kernel)"
-)
+__all__ = ["ClassifierWidget", "classifier_widget"]
 
 
 def _import_ipywidgets():
-    try:
-        import ipywidgets
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-    return ipywidgets
+    return require_optional(
+        "ipywidgets", package="ipywidgets", extra="widgets", feature="classifier_widget"
+    )
 
 
 class ClassifierWidget:
