@@ -29,7 +29,13 @@ from ._checks import check_rank, check_tensor
 from .positional import LearnedPositionalEmbedding
 from .transformer import EncoderLayer, TransformerEncoder
 
-__all__ = ["BertEmbeddings", "BertEncoder", "mean_pool", "sentence_embeddings"]
+__all__ = [
+    "BertEmbeddings",
+    "BertEncoder",
+    "huggingface_names",
+    "mean_pool",
+    "sentence_embeddings",
+]
 
 
 class BertEmbeddings(nn.Module):
@@ -240,20 +246,35 @@ _EMBEDDING_NAMES = {
 }
 
 
-def _renamed(hf_state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
-    """Hugging Face's state dict under attnlib's names (every one of ours is filled:
-    ``load_state_dict`` is strict)."""
-    prefix = "bert." if any(k.startswith("bert.") for k in hf_state) else ""
+def huggingface_names(num_layers: int, prefix: str = "") -> dict[str, str]:
+    """Where each parameter of a :class:`BertEncoder` comes from in a Hugging Face
+    ``BertModel``: attnlib's name → Hugging Face's (``prefix`` ``"bert."`` for the
+    models with a task head, such as ``BertForSequenceClassification``).
+
+    Examples
+    --------
+    >>> huggingface_names(1)["encoder.layers.0.norm1.weight"]
+    'encoder.layer.0.attention.output.LayerNorm.weight'
+    """
     names = dict(_EMBEDDING_NAMES)
     for i in range(num_layers):
         for ours, theirs in _LAYER_NAMES.items():
             names[f"encoder.layers.{i}.{ours}"] = f"encoder.layer.{i}.{theirs}"
-    state = {}
+    leaves = {}
     for ours, theirs in names.items():
-        for leaf in ("weight", "bias"):
-            if f"{prefix}{theirs}.{leaf}" in hf_state:  # embeddings have no bias
-                state[f"{ours}.{leaf}"] = hf_state[f"{prefix}{theirs}.{leaf}"]
-    return state
+        leaves[f"{ours}.weight"] = f"{prefix}{theirs}.weight"
+        if not ours.startswith("embeddings.") or ours == "embeddings.norm":  # no bias
+            leaves[f"{ours}.bias"] = f"{prefix}{theirs}.bias"
+    return leaves
+
+
+def _renamed(hf_state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
+    """Hugging Face's state dict under attnlib's names (every one of ours is filled:
+    ``load_state_dict`` is strict)."""
+    prefix = "bert." if any(k.startswith("bert.") for k in hf_state) else ""
+    return {
+        ours: hf_state[theirs] for ours, theirs in huggingface_names(num_layers, prefix).items()
+    }
 
 
 def _key_mask(attention_mask: Tensor, input_ids: Tensor) -> Tensor:
