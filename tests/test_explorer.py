@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -519,3 +520,108 @@ def test_later_explorers_of_a_page_can_leave_out_the_code(tmp_path):
     assert len(light) < len(full) - 30_000
     page = second.save(tmp_path / "alone.html").read_text()  # a document keeps its code
     assert "<style>" in page and second.assets is False
+
+
+# -- the head view and sentence pairs (BertViz's head view, Vig 2019) -----------------------
+
+
+def _pair_maps(layers=2, heads=3, n=7, kinds=("encoder",)) -> AttentionMaps:
+    weights = {k: torch.rand(layers, heads, n, n).softmax(-1) for k in kinds}
+    labels = {k: [f"t{i}" for i in range(n)] for k in kinds}
+    return AttentionMaps(weights, labels, labels)
+
+
+def test_segments_travel_to_the_page_in_every_accepted_form():
+    maps = _pair_maps()
+    expected = [0, 0, 0, 0, 1, 1, 1]
+    forms = [
+        expected,
+        4,  # the first token of text B
+        np.int64(4),
+        torch.tensor([expected]),  # token_type_ids of one pair, (1, L)
+        torch.tensor(expected),
+        np.array(expected, dtype=bool),
+        tuple(float(v) for v in expected),
+    ]
+    for form in forms:
+        explorer = AttentionExplorer(maps, view="heads", segments=form)
+        assert explorer.segments == expected, form
+        data = _data(explorer.to_html())
+        assert data["view"] == "heads"
+        assert data["kinds"][0]["segments"] == expected
+    plain = _data(AttentionExplorer(maps).to_html())
+    assert plain["view"] == "heatmap" and plain["kinds"][0]["segments"] is None
+    assert "view='heads'" in repr(AttentionExplorer(maps, view="heads"))
+
+
+def test_segments_label_the_self_attention_kind_only():
+    maps = AttentionMaps(
+        {"encoder": torch.rand(1, 2, 5, 5), "cross": torch.rand(1, 2, 3, 5)},
+        {"encoder": list("abcde"), "cross": list("xyz")},
+        {"encoder": list("abcde"), "cross": list("abcde")},
+    )
+    data = _data(AttentionExplorer(maps, segments=2, kind="cross").to_html())
+    by_name = {k["name"]: k["segments"] for k in data["kinds"]}
+    assert by_name == {"encoder": [0, 0, 1, 1, 1], "cross": None}
+    decoder_only = _pair_maps(kinds=("decoder",), n=4)
+    assert AttentionExplorer(decoder_only, segments=[0, 1, 1, 1]).segment_kind == "decoder"
+    cross_only = AttentionMaps({"cross": torch.rand(1, 1, 2, 3)}, {"cross": list("ab")},
+                               {"cross": list("abc")})  # fmt: skip
+    with pytest.raises(ValueError, match=r"segments: expected maps with self-attention"):
+        AttentionExplorer(cross_only, segments=1)
+
+
+@pytest.mark.parametrize(
+    ("segments", "error", "message"),
+    [
+        ([0, 0, 1], ValueError, r"segments: expected 7 segment ids, shape \(7,\) or \(1, 7\), "
+         r"one per token of the 7 tokens of the 'encoder' attention, got shape \(3,\)"),
+        (torch.zeros(2, 7, dtype=torch.long), ValueError, r"got shape \(2, 7\)"),
+        ([0, 0, 0, 0, 0, 0, 0], ValueError, r"segments: expected the segment ids 0 \(text A\) "
+         r"and 1 \(text B\), both present \(a sentence pair\), got the values \[0\]"),
+        ([0, 0, 1, 1, 2, 2, 2], ValueError, r"got the values \[0, 1, 2\]"),
+        ([0, 0, 0.5, 1, 1, 1, 1], TypeError, r"segments: expected integer segment ids, got dtype"),
+        (0, ValueError, r"segments: expected the first token of text B, a position in \[1, 7\) "
+         r"for the 7 tokens of the 'encoder' attention, got 0"),
+        (7, ValueError, r"in \[1, 7\) .* got 7"),
+        (True, TypeError, r"segments: expected an int or a sequence of segment ids, got bool"),
+        ("AABB", TypeError, r"segments: expected an int or a sequence .* got str"),
+        ([[0, 1], [1]], TypeError, r"segments: expected an int or a sequence .* got list"),
+    ],
+)  # fmt: skip
+def test_bad_segments_name_the_argument_what_it_expects_and_what_it_got(segments, error, message):
+    with pytest.raises(error, match=message):
+        AttentionExplorer(_pair_maps(), segments=segments)
+
+
+def test_bad_view_is_refused():
+    with pytest.raises(ValueError, match="view: expected one of 'heatmap', 'heads', got 'model'"):
+        AttentionExplorer(_pair_maps(), view="model")
+
+
+def test_head_view_page_stays_self_contained():
+    fragment = AttentionExplorer(_pair_maps(), view="heads", segments=3).to_html()
+    assert "http://" not in fragment and "https://" not in fragment
+    assert not re.search(r"<script[^>]*\bsrc\b", fragment, re.I)
+    assert fragment.count("<script") == 3
+    code = _asset("explorer.js")
+    for needed in ("buildHeadView", "drawLines", "setFilter", "onGridKey"):
+        assert needed in code  # the head view and the grid's keyboard travel with the page
+
+
+def test_page_weight_of_a_minilm_pair_is_the_code_plus_one_byte_per_weight():
+    """A (6 layers, 12 heads, 15 x 15) pair, MiniLM's shape: the fragment is the inlined
+    code, the weights at 8 bits (base64: 4 characters per 3 bytes) and about 2 kB of labels
+    and colours. A float JSON (BertViz's format) would be over 5 times the weights."""
+    maps = _pair_maps(layers=6, heads=12, n=15)
+    explorer = AttentionExplorer(maps, view="heads", segments=9)
+    fragment = explorer.to_html()
+    code = len(_asset("explorer.js")) + len(_asset("explorer.css"))
+    weights = 4 * math.ceil(6 * 12 * 15 * 15 / 3)
+    assert len(_data(fragment)["kinds"][0]["weights"]) == weights
+    overhead = len(fragment) - code - weights
+    assert 0 < overhead < 3_000, overhead
+    as_floats = len(json.dumps(maps["encoder"].tolist()))
+    assert as_floats > 5 * weights, (as_floats, weights)
+    decoded = _decode_weights(_data(fragment)["kinds"][0], 8)
+    assert np.abs(decoded - maps["encoder"].double().numpy()).max() <= explorer.max_error + 1e-12

@@ -4,9 +4,11 @@ Two views, each an HTML fragment with its own (inlined) JavaScript and CSS,
 that need no server, no CDN and no network access at all:
 
 - :class:`AttentionExplorer` shows captured :class:`~attnlib.interpret.maps.AttentionMaps`:
-  a kind selector, a layer x head grid of thumbnails, the chosen head's
-  heatmap with token labels, hover details, PNG and SVG export, and an
-  optional bar chart of a prediction.
+  a kind selector, a layer x head grid of thumbnails (BertViz's model view),
+  the chosen head's heatmap with token labels, hover details, PNG and SVG
+  export, BertViz's head view of the chosen layer (lines from queries to keys,
+  one colour per head, with a filter for sentence pairs), and an optional bar
+  chart of a prediction.
 - :class:`ClassifierExplorer` ships an
   :class:`~attnlib.transformer.EncoderClassifier` (its weights, see
   :func:`export_classifier`) and its :class:`~attnlib.data.text.WordTokenizer`
@@ -45,6 +47,9 @@ __all__ = ["AttentionExplorer", "ClassifierExplorer", "export_classifier"]
 _STATIC = Path(__file__).with_name("static")
 #: Format tag of :func:`export_classifier`'s output, checked by the JavaScript.
 CLASSIFIER_FORMAT = "attnlib-classifier/2"
+#: The views of :class:`AttentionExplorer`'s chosen layer: one head's heatmap, or the
+#: head view of all its heads (BertViz's, Vig 2019, arXiv:1904.02679).
+VIEWS = ("heatmap", "heads")
 _KIND_LABELS = {
     "encoder": "encoder self-attention",
     "decoder": "decoder self-attention",
@@ -118,7 +123,7 @@ class _Explorer:
 
     _type = ""
     title: str | None = None
-    #: Inline the JavaScript and CSS (about 43 kB). Set it to ``False`` for
+    #: Inline the JavaScript and CSS (about 60 kB). Set it to ``False`` for
     #: the second and later explorers of one page: the first one's code serves
     #: them all.
     assets: bool = True
@@ -187,13 +192,30 @@ class _Explorer:
 class AttentionExplorer(_Explorer):
     """Explore captured attention maps in the browser: kinds, layers, heads, tokens.
 
-    The view has a kind selector (the kinds present), a layer x head grid of
-    thumbnails, the chosen head's heatmap with token labels on both axes and
-    a colour scale (0 to the head's largest weight, like
-    :func:`attnlib.plotting.plot_attention`), where hovering a query (row
-    label) or a cell shows where that query attends with the numbers, masked
-    cells drawn grey and hatched, "Export PNG" and "Export SVG" buttons (the
-    current heatmap as a figure), and an optional bar chart of a prediction.
+    The view has a kind selector (the kinds present), the *model view*: a
+    layer x head grid of thumbnails of every head at once (click one, or
+    focus it and press Enter, to show it below), and two views of the chosen
+    layer, switched with the *Heatmap* and *Head view* buttons:
+
+    - the **heatmap** of the chosen head, with token labels on both axes and
+      a colour scale (0 to the head's largest weight, like
+      :func:`attnlib.plotting.plot_attention`), where hovering a query (row
+      label) or a cell shows where that query attends with the numbers,
+      masked cells drawn grey and hatched;
+    - the **head view** of BertViz (Vig, 2019, "A Multiscale Visualization of
+      Attention in the Transformer Model", arXiv:1904.02679), drawn in SVG:
+      the queries in a column on the left, the keys on the right, a line from
+      each query to each key (masked pairs excepted) whose opacity is the
+      weight, one colour per head. A coloured button per head turns its
+      lines on or off (all heads are on at first; choosing a head in the
+      grid or the *Head* menu shows it alone); hovering or focusing a token
+      shows only its lines (the arrow keys move between tokens), and, for a
+      sentence pair (``segments``), a filter keeps the lines from text A or
+      B to text A or B (*A→A*, *A→B*, *B→A*, *B→B*).
+
+    Then "Export PNG" and "Export SVG" buttons (in the heatmap view: the
+    current heatmap as a figure), and an optional bar chart of a prediction. Unlike BertViz, the
+    page needs no network (no script from a CDN) and no server.
 
     The weights travel compactly: quantised to ``bits`` bits over
     ``[lo, hi]`` (``lo = min(0, smallest weight)``, ``hi`` = largest weight,
@@ -218,10 +240,29 @@ class AttentionExplorer(_Explorer):
         Quantisation of the weights.
     cmap : str
         A matplotlib colormap name.
+    view : {"heatmap", "heads"}
+        The view of the chosen layer shown first: the heatmap of one head or
+        the head view of all its heads.
+    segments : int or sequence of int or Tensor, optional
+        For a sentence pair (text A and text B, as BERT takes them): the
+        segment of each token of the self-attention (the ``"encoder"`` kind,
+        else ``"decoder"``), ``0`` for text A and ``1`` for text B, e.g. the
+        tokenizer's ``token_type_ids`` of the pair as they are (shape
+        ``(L,)`` or ``(1, L)``); or an int, the position of the first token
+        of text B. Adds the head view's A/B filter; both segments must be
+        present.
+
+    Raises
+    ------
+    ValueError
+        For an index, ``bits``, ``view`` or ``segments`` out of range (the
+        message names the argument, what it expected and what it got).
 
     Shape
     -----
     - ``maps[kind]``: ``(layers, H, Lq, Lk)``, weights usually in ``[0, 1]``
+    - ``segments``: ``(L,)`` or ``(1, L)``, ``L`` the tokens of the
+      self-attention kind (``Lq = Lk = L``)
 
     Examples
     --------
@@ -233,6 +274,14 @@ class AttentionExplorer(_Explorer):
     >>> explorer = AttentionExplorer(maps, title="Three tokens")
     >>> "attnlibExplorer.mount" in explorer.to_html()
     True
+
+    A sentence pair in the head view: text A is ``a b``, text B is ``c``.
+
+    >>> pair = AttentionExplorer(maps, view="heads", segments=[0, 0, 1])
+    >>> pair.segments
+    [0, 0, 1]
+    >>> AttentionExplorer(maps, segments=2).segments  # the first token of text B
+    [0, 0, 1]
     """
 
     _type = "attention"
@@ -248,6 +297,8 @@ class AttentionExplorer(_Explorer):
         head: int = 0,
         bits: int = 8,
         cmap: str = "viridis",
+        view: str = "heatmap",
+        segments=None,
     ) -> None:
         if not isinstance(maps, AttentionMaps):
             raise TypeError(
@@ -280,6 +331,58 @@ class AttentionExplorer(_Explorer):
             if not torch.isfinite(maps[k]).all():
                 raise ValueError(f"maps[{k!r}]: expected finite weights, got NaN or inf")
         self.prediction = None if prediction is None else _check_prediction(prediction)
+        self.view = check_choice(view, "view", VIEWS)
+        self.segment_kind = next((k for k in ("encoder", "decoder") if k in maps), None)
+        self.segments = None if segments is None else self._check_segments(segments)
+
+    def _check_segments(self, segments) -> list[int]:
+        """``segments`` as a list of 0 (text A) and 1 (text B), one per token of
+        :attr:`segment_kind`, or a ``ValueError``/``TypeError`` that says what is wrong."""
+        kind = self.segment_kind
+        if kind is None:
+            raise ValueError(
+                "segments: expected maps with self-attention (the 'encoder' or 'decoder' "
+                f"kind) to split into text A and B, got only {self.maps.kinds}"
+            )
+        n = len(self.maps.labels(kind)[0])
+        where = f"the {n} tokens of the {kind!r} attention"
+        if isinstance(segments, bool):
+            raise TypeError("segments: expected an int or a sequence of segment ids, got bool")
+        if isinstance(segments, (int, np.integer)):
+            if not 1 <= segments < n:
+                raise ValueError(
+                    f"segments: expected the first token of text B, a position in [1, {n}) "
+                    f"for {where}, got {int(segments)}"
+                )
+            return [0] * int(segments) + [1] * (n - int(segments))
+        if isinstance(segments, str):
+            raise TypeError("segments: expected an int or a sequence of segment ids, got str")
+        try:
+            if isinstance(segments, Tensor):
+                segments = segments.detach().cpu().numpy()
+            ids = np.asarray(segments)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                "segments: expected an int or a sequence of segment ids, "
+                f"got {type(segments).__name__}"
+            ) from exc
+        if ids.ndim == 2 and ids.shape[0] == 1:
+            ids = ids[0]  # the token_type_ids of one text pair, (1, L)
+        if ids.ndim != 1 or ids.shape[0] != n:
+            raise ValueError(
+                f"segments: expected {n} segment ids, shape ({n},) or (1, {n}), one per token "
+                f"of {where}, got shape {tuple(ids.shape)}"
+            )
+        if not (np.issubdtype(ids.dtype, np.integer) or np.issubdtype(ids.dtype, np.bool_)):
+            if not (np.issubdtype(ids.dtype, np.floating) and np.all(ids == np.round(ids))):
+                raise TypeError(f"segments: expected integer segment ids, got dtype {ids.dtype}")
+        values = sorted({int(v) for v in ids.tolist()})
+        if values != [0, 1]:
+            raise ValueError(
+                "segments: expected the segment ids 0 (text A) and 1 (text B), both present "
+                f"(a sentence pair), got the values {values}"
+            )
+        return [int(v) for v in ids.tolist()]
 
     @property
     def max_error(self) -> float:
@@ -311,6 +414,7 @@ class AttentionExplorer(_Explorer):
                     "hi": hi,
                     "weights": codes,
                     "mask": None if mask is None else _b64(np.packbits(mask.numpy().ravel())),
+                    "segments": self.segments if k == self.segment_kind else None,
                 }
             )
         return {
@@ -322,12 +426,13 @@ class AttentionExplorer(_Explorer):
             "kind": self.kind,
             "layer": self.layer,
             "head": self.head,
+            "view": self.view,
             "kinds": kinds,
             "prediction": self.prediction,
         }
 
     def __repr__(self) -> str:
-        return f"AttentionExplorer({self.maps!r}, title={self.title!r})"
+        return f"AttentionExplorer({self.maps!r}, title={self.title!r}, view={self.view!r})"
 
 
 def _check_prediction(prediction) -> list[list]:

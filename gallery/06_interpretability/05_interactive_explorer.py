@@ -140,7 +140,8 @@ explorer
 #   its configuration, the tokenizer's vocabulary and options, and every
 #   parameter as the bytes of its little-endian float32 values, base64
 #   encoded;
-# - about 37 kB of plain JavaScript and 6 kB of CSS, inlined: the script
+# - plain JavaScript and CSS, inlined (their size is part of the "everything
+#   else" printed below): the script
 #   decodes the weights, reproduces :class:`attnlib.data.text.WordTokenizer`
 #   (Unicode normalisation, lower case, punctuation as separate tokens) and
 #   the encoder's forward pass — embedding times :math:`\sqrt{d_{model}}`
@@ -337,7 +338,7 @@ sort_explorer = AttentionExplorer(
     layer=best_layer,
     head=best_head,
 )
-# the page already has the JavaScript and CSS (43 kB), inlined by the first
+# the page already has the JavaScript and CSS, inlined by the first
 # explorer: this one only brings its data
 sort_explorer.assets = False
 sort_explorer

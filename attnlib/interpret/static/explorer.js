@@ -437,6 +437,11 @@ window.attnlibExplorer =
       state.head = data.head || 0;
       state.row = null;
       state.cell = null;
+      state.view = data.view === "heads" ? "heads" : "heatmap";
+      state.heads = null; // the head view: which heads draw their lines (one boolean each)
+      state.filter = "all"; // the head view's sentence-pair filter: all, AA, AB, BA or BB
+      state.token = null; // the head view's hovered or focused token: {side, index}
+      state.lines = 0; // the number of lines the head view draws
 
       root.textContent = "";
       root.classList.add("attnlib-ex-ready");
@@ -454,17 +459,32 @@ window.attnlibExplorer =
         this.choose(state.kind, v, state.head),
       );
       this.headSelect = this.select(controls, "Head", (v) =>
-        this.choose(state.kind, state.layer, v),
+        this.pick(state.kind, state.layer, v),
       );
+      this.views = controls.appendChild(el("div", "attnlib-ex-views"));
+      this.views.setAttribute("role", "group");
+      this.views.setAttribute("aria-label", "View of the chosen layer");
+      for (const [name, label] of [
+        ["heatmap", "Heatmap"],
+        ["heads", "Head view"],
+      ]) {
+        this.views.appendChild(
+          button(label, "attnlib-ex-view", () => this.setView(name)),
+        ).dataset.view = name;
+      }
 
       this.grid = root.appendChild(el("div", "attnlib-ex-grid"));
       this.grid.setAttribute("role", "group");
-      this.grid.setAttribute("aria-label", "Heads: click one to show it below");
+      this.grid.setAttribute(
+        "aria-label",
+        "Heads: click one (or move with the arrow keys, press Enter) to show it below",
+      );
       this.empty = root.appendChild(el("div", "attnlib-ex-empty"));
       this.empty.hidden = true;
 
       this.main = root.appendChild(el("div", "attnlib-ex-main"));
       const figure = this.main.appendChild(el("div", "attnlib-ex-figure"));
+      this.figureBox = figure;
       this.caption = figure.appendChild(el("div", "attnlib-ex-caption"));
       const heat = figure.appendChild(el("div", "attnlib-ex-heat"));
       heat.appendChild(el("div", "attnlib-ex-corner", "query \u2193 key \u2192"));
@@ -487,6 +507,7 @@ window.attnlibExplorer =
       this.legend.appendChild(el("span", "", "masked: may not attend"));
       this.panel = this.main.appendChild(el("div", "attnlib-ex-panel"));
       this.panel.setAttribute("aria-live", "polite");
+      this.buildHeadView();
 
       const actions = root.appendChild(el("div", "attnlib-ex-row attnlib-ex-actions"));
       this.pngButton = actions.appendChild(
@@ -497,13 +518,7 @@ window.attnlibExplorer =
       );
       this.pngButton.dataset.format = "png";
       this.svgButton.dataset.format = "svg";
-      actions.appendChild(
-        el(
-          "span",
-          "attnlib-ex-hint",
-          "Hover a row label or a cell (or focus the map and use the arrow keys).",
-        ),
-      );
+      this.hint = actions.appendChild(el("span", "attnlib-ex-hint"));
 
       this.canvas.addEventListener("mousemove", (event) => {
         const cell = this.cellAt(event);
@@ -568,6 +583,7 @@ window.attnlibExplorer =
       }
       this.state.row = null;
       this.state.cell = null;
+      this.state.token = null;
       this.renderControls();
       this.renderGrid();
       this.renderMap();
@@ -582,6 +598,7 @@ window.attnlibExplorer =
       if (changedKind) {
         this.state.row = null;
         this.state.cell = null;
+        this.state.token = null;
         this.renderControls();
         this.renderGrid();
       } else {
@@ -625,6 +642,7 @@ window.attnlibExplorer =
       for (const b of this.grid.querySelectorAll(".attnlib-ex-thumb")) {
         const on = +b.dataset.layer === this.state.layer && +b.dataset.head === this.state.head;
         b.setAttribute("aria-pressed", String(on));
+        b.tabIndex = on ? 0 : -1; // one tab stop for the grid: the arrow keys move within it
       }
     };
 
@@ -634,17 +652,19 @@ window.attnlibExplorer =
       if (!kind?.query.length || !kind.key.length) return;
       const size = Math.max(24, Math.min(64, Math.floor(560 / kind.heads) - 12));
       this.grid.style.gridTemplateColumns = `auto repeat(${kind.heads}, ${size + 8}px)`;
-      this.grid.appendChild(el("span"));
+      // numbers only above the columns: "head 11" would not fit above a small thumbnail
+      this.grid.appendChild(el("span", "attnlib-ex-gridlabel", "head"));
       for (let h = 0; h < kind.heads; h++)
-        this.grid.appendChild(el("span", "attnlib-ex-gridlabel", `head ${h}`));
+        this.grid.appendChild(el("span", "attnlib-ex-gridlabel", String(h)));
       for (let l = 0; l < kind.layers; l++) {
         this.grid.appendChild(el("span", "attnlib-ex-gridlabel", `layer ${l}`));
         for (let h = 0; h < kind.heads; h++) {
-          const b = button("", "attnlib-ex-thumb", () => this.choose(kind.name, l, h));
+          const b = button("", "attnlib-ex-thumb", () => this.pick(kind.name, l, h));
           b.dataset.layer = String(l);
           b.dataset.head = String(h);
           b.setAttribute("aria-label", `${kind.label}: layer ${l}, head ${h}`);
           b.title = `layer ${l}, head ${h}`;
+          b.addEventListener("keydown", (event) => this.onGridKey(event, kind, l, h));
           const canvas = b.appendChild(el("canvas"));
           canvas.width = kind.key.length;
           canvas.height = kind.query.length;
@@ -655,6 +675,25 @@ window.attnlibExplorer =
         }
       }
       this.syncControls();
+    };
+
+    // the arrow keys (and Home, End) move the focus between thumbnails; Enter chooses one
+    View.prototype.onGridKey = function (event, kind, l, h) {
+      const moves = {
+        ArrowUp: [l - 1, h],
+        ArrowDown: [l + 1, h],
+        ArrowLeft: [l, h - 1],
+        ArrowRight: [l, h + 1],
+        Home: [l, 0],
+        End: [l, kind.heads - 1],
+      };
+      const move = moves[event.key];
+      if (!move) return;
+      event.preventDefault();
+      const nl = Math.min(kind.layers - 1, Math.max(0, move[0]));
+      const nh = Math.min(kind.heads - 1, Math.max(0, move[1]));
+      const next = this.grid.querySelector(`[data-layer="${nl}"][data-head="${nh}"]`);
+      if (next) next.focus();
     };
 
     View.prototype.drawThumb = function (canvas, kind, map) {
@@ -683,6 +722,7 @@ window.attnlibExplorer =
           ? this.set.emptyMessage
           : "Nothing to show.";
         this.panel.textContent = "";
+        this.renderHeads();
         return;
       }
       this.empty.hidden = true;
@@ -741,6 +781,7 @@ window.attnlibExplorer =
       this.legend.hidden = !cur.mask || cur.mask.every((m) => m);
       this.draw();
       this.renderPanel();
+      this.renderHeads();
     };
 
     // the big map, with the focused row highlighted (other rows dimmed) and the focused cell framed
@@ -932,6 +973,376 @@ window.attnlibExplorer =
         fill.style.width = `${(100 * Math.max(0, value / scale)).toFixed(1)}%`;
         line.appendChild(el("span", "attnlib-ex-predvalue", value.toFixed(3)));
       });
+    };
+
+    // -- the head view (BertViz's, Vig 2019, arXiv:1904.02679): one layer, every head -----
+
+    // one colour per head (matplotlib's tab10, then two more), repeated past twelve heads
+    const HEAD_COLOURS = [
+      "#1f77b4",
+      "#ff7f0e",
+      "#2ca02c",
+      "#d62728",
+      "#9467bd",
+      "#8c564b",
+      "#e377c2",
+      "#7f7f7f",
+      "#bcbd22",
+      "#17becf",
+      "#393b79",
+      "#ad494a",
+    ];
+    const HV_ROW = 20; // pixels per token
+    const HV_TOP = 26; // room for the column titles
+    const HV_GAP = 240; // between the two columns of tokens
+    const HV_FONT = "12px sans-serif";
+    const FILTERS = [
+      ["all", "All", "all queries and keys"],
+      ["AA", "A \u2192 A", "queries in text A, keys in text A"],
+      ["AB", "A \u2192 B", "queries in text A, keys in text B"],
+      ["BA", "B \u2192 A", "queries in text B, keys in text A"],
+      ["BB", "B \u2192 B", "queries in text B, keys in text B"],
+    ];
+
+    function headColour(h) {
+      return HEAD_COLOURS[h % HEAD_COLOURS.length];
+    }
+
+    View.prototype.buildHeadView = function () {
+      const hv = this.main.appendChild(el("div", "attnlib-ex-headview"));
+      this.hv = hv;
+      this.hvCaption = hv.appendChild(el("div", "attnlib-ex-caption"));
+      const heads = hv.appendChild(el("div", "attnlib-ex-row attnlib-ex-hvheadrow"));
+      heads.appendChild(el("span", "attnlib-ex-hint", "Heads:"));
+      this.hvHeads = heads.appendChild(el("div", "attnlib-ex-hvheads"));
+      this.hvHeads.setAttribute("role", "group");
+      this.hvHeads.setAttribute("aria-label", "Heads whose lines are drawn");
+      this.hvAll = heads.appendChild(
+        button("All", "attnlib-ex-hvall", () => this.setHeads(() => true)),
+      );
+      this.hvAll.setAttribute("aria-label", "Show all heads");
+      this.hvNone = heads.appendChild(
+        button("None", "attnlib-ex-hvall", () => this.setHeads(() => false)),
+      );
+      this.hvNone.setAttribute("aria-label", "Hide all heads");
+      const filter = hv.appendChild(el("div", "attnlib-ex-row attnlib-ex-hvfilterrow"));
+      filter.appendChild(el("span", "attnlib-ex-hint", "Sentence pair, query \u2192 key:"));
+      this.hvFilter = filter.appendChild(el("div", "attnlib-ex-hvfilter"));
+      this.hvFilter.setAttribute("role", "group");
+      this.hvFilter.setAttribute("aria-label", "Sentence pair: which queries and keys");
+      for (const [name, label, description] of FILTERS) {
+        const b = button(label, "attnlib-ex-hvpair", () => this.setFilter(name));
+        b.dataset.filter = name;
+        b.setAttribute("aria-label", `${description}`);
+        b.title = description;
+        this.hvFilter.appendChild(b);
+      }
+      const legend = filter.appendChild(el("span", "attnlib-ex-hint attnlib-ex-hvlegend"));
+      legend
+        .appendChild(el("span", "attnlib-ex-hvswatch attnlib-ex-segA"))
+        .setAttribute("aria-hidden", "true");
+      legend.appendChild(document.createTextNode(" text A "));
+      legend
+        .appendChild(el("span", "attnlib-ex-hvswatch attnlib-ex-segB"))
+        .setAttribute("aria-hidden", "true");
+      legend.appendChild(document.createTextNode(" text B"));
+      this.hvFilterRow = filter;
+      this.hvSvg = hv.appendChild(svgEl("svg", { class: "attnlib-ex-hvsvg", role: "group" }));
+      this.hvLines = this.hvSvg.appendChild(svgEl("g", { class: "attnlib-ex-hvlines" }));
+      this.hvLines.setAttribute("aria-hidden", "true");
+      this.hvTokens = this.hvSvg.appendChild(svgEl("g", { class: "attnlib-ex-hvtokens" }));
+      this.hvTokenKey = null;
+      this.hvInfo = hv.appendChild(el("div", "attnlib-ex-hvinfo"));
+      this.hvInfo.setAttribute("aria-live", "polite");
+      this.hvSvg.addEventListener("mouseleave", () => this.setToken(this.focusedToken()));
+    };
+
+    View.prototype.setView = function (name) {
+      this.state.view = name;
+      this.state.token = null;
+      this.renderMap();
+    };
+
+    // a head chosen in the grid or the Head menu; the head view shows it alone
+    View.prototype.pick = function (kindName, layer, head) {
+      this.choose(kindName, layer, head);
+      if (this.state.view === "heads") this.setHeads((h) => h === this.state.head);
+    };
+
+    View.prototype.setHeads = function (on) {
+      const kind = this.kindData();
+      if (!kind) return;
+      this.state.heads = Array.from({ length: kind.heads }, (_, h) => Boolean(on(h)));
+      this.renderHeads();
+    };
+
+    View.prototype.toggleHead = function (h) {
+      this.state.heads[h] = !this.state.heads[h];
+      this.renderHeads();
+    };
+
+    View.prototype.setFilter = function (name) {
+      this.state.filter = name;
+      this.renderHeads();
+    };
+
+    View.prototype.setToken = function (token) {
+      const same =
+        token === this.state.token ||
+        (token &&
+          this.state.token &&
+          token.side === this.state.token.side &&
+          token.index === this.state.token.index);
+      if (same) return;
+      this.state.token = token;
+      this.drawLines();
+    };
+
+    // the token that has the keyboard focus, if any
+    View.prototype.focusedToken = function () {
+      const node = document.activeElement;
+      if (!node || !this.hvTokens.contains(node)) return null;
+      return { side: node.dataset.side, index: +node.dataset.index };
+    };
+
+    View.prototype.renderHeads = function () {
+      const on = this.state.view === "heads";
+      const cur = this.current();
+      for (const b of this.views.children) {
+        b.setAttribute("aria-pressed", String(b.dataset.view === this.state.view));
+      }
+      this.figureBox.hidden = on;
+      this.panel.hidden = on;
+      this.hv.hidden = !on || !cur;
+      this.pngButton.hidden = on;
+      this.svgButton.hidden = on;
+      this.hint.textContent = on
+        ? "Hover or focus a token to see only its lines; the arrow keys move between tokens, " +
+          "Escape shows all lines again."
+        : "Hover a row label or a cell (or focus the map and use the arrow keys).";
+      if (!on || !cur) return;
+      const kind = cur.kind;
+      if (!this.state.heads || this.state.heads.length !== kind.heads) {
+        this.state.heads = Array.from({ length: kind.heads }, () => true);
+      }
+      if (this.hvHeads.children.length !== kind.heads) {
+        this.hvHeads.textContent = "";
+        for (let h = 0; h < kind.heads; h++) {
+          const b = button("", "attnlib-ex-hvhead", () => this.toggleHead(h));
+          b.dataset.head = String(h);
+          b.style.setProperty("--attnlib-head", headColour(h));
+          b.appendChild(el("span", "attnlib-ex-hvdot")).setAttribute("aria-hidden", "true");
+          b.appendChild(document.createTextNode(String(h)));
+          b.setAttribute("aria-label", `head ${h}`);
+          b.title = `head ${h}: show or hide its lines`;
+          this.hvHeads.appendChild(b);
+        }
+      }
+      for (const b of this.hvHeads.children) {
+        b.setAttribute("aria-pressed", String(this.state.heads[+b.dataset.head]));
+      }
+      const pair = Boolean(kind.segments);
+      this.hvFilterRow.hidden = !pair;
+      if (!pair) this.state.filter = "all";
+      for (const b of this.hvFilter.children) {
+        b.setAttribute("aria-pressed", String(b.dataset.filter === this.state.filter));
+      }
+      const shown = this.state.heads.filter(Boolean).length;
+      this.hvCaption.textContent =
+        `${kind.label}: layer ${this.state.layer}, ` +
+        `${shown} of ${kind.heads} head${kind.heads === 1 ? "" : "s"}`;
+      this.buildTokens(kind);
+      this.drawLines();
+    };
+
+    // the two columns of tokens (rebuilt only for new labels: a rebuild would lose the focus)
+    View.prototype.buildTokens = function (kind) {
+      const key = JSON.stringify([kind.name, kind.query, kind.key, kind.segments || null]);
+      if (key === this.hvTokenKey) return;
+      this.hvTokenKey = key;
+      const ctx = document.createElement("canvas").getContext("2d");
+      ctx.font = HV_FONT;
+      const fit = (t) => fitLabel(ctx, t, 130);
+      const widest = (labels) =>
+        Math.max(48, ...labels.map((t) => Math.ceil(ctx.measureText(fit(t)).width)));
+      const wq = widest(kind.query) + 12;
+      const wk = widest(kind.key) + 12;
+      const n = Math.max(kind.query.length, kind.key.length);
+      const width = wq + HV_GAP + wk;
+      const height = HV_TOP + n * HV_ROW + 4;
+      this.hvGeometry = { x1: wq, x2: wq + HV_GAP };
+      for (const [k, v] of Object.entries({
+        width,
+        height,
+        viewBox: `0 0 ${width} ${height}`,
+        "aria-label":
+          `Head view of ${kind.label}: ${kind.query.length} queries on the left, ` +
+          `${kind.key.length} keys on the right, a line from each query to each key`,
+      })) {
+        this.hvSvg.setAttribute(k, String(v));
+      }
+      this.hvTokens.textContent = "";
+      const seg = kind.segments || null;
+      this.hvTokens.appendChild(
+        svgEl(
+          "text",
+          { x: wq - 6, y: 14, "text-anchor": "end", class: "attnlib-ex-hvtitle" },
+          "query",
+        ),
+      );
+      this.hvTokens.appendChild(
+        svgEl("text", { x: wq + HV_GAP + 6, y: 14, class: "attnlib-ex-hvtitle" }, "key"),
+      );
+      for (const [side, labels] of [
+        ["query", kind.query],
+        ["key", kind.key],
+      ]) {
+        const unknown = side === "query" ? kind.unknownQuery : kind.unknownKey;
+        labels.forEach((label, i) => {
+          const y = HV_TOP + i * HV_ROW;
+          const left = side === "query";
+          const segment = seg ? ` (text ${seg[i] ? "B" : "A"})` : "";
+          const g = svgEl("g", {
+            class: `attnlib-ex-hvtoken${seg ? (seg[i] ? " attnlib-ex-segB" : " attnlib-ex-segA") : ""}`,
+            tabindex: side === "query" && i === 0 ? 0 : -1,
+            role: "button",
+            "data-side": side,
+            "data-index": i,
+            "aria-label": `${side} ${i}: ${label}${segment}`,
+          });
+          g.appendChild(
+            svgEl("rect", {
+              class: "attnlib-ex-hvbox",
+              x: left ? 2 : wq + HV_GAP + 2,
+              y: y + 1,
+              width: (left ? wq : wk) - 6,
+              height: HV_ROW - 2,
+              rx: 3,
+            }),
+          );
+          const text = svgEl(
+            "text",
+            {
+              x: left ? wq - 6 : wq + HV_GAP + 6,
+              y: y + HV_ROW / 2 + 4,
+              "text-anchor": left ? "end" : "start",
+              class: unknown?.[i] ? "attnlib-ex-unknown" : "",
+            },
+            fit(label),
+          );
+          text.appendChild(svgEl("title", {}, `${label}${segment}`));
+          g.appendChild(text);
+          g.addEventListener("mouseenter", () => this.setToken({ side, index: i }));
+          g.addEventListener("focus", () => {
+            for (const node of this.hvTokens.querySelectorAll("[tabindex]")) node.tabIndex = -1;
+            g.tabIndex = 0;
+            this.setToken({ side, index: i });
+          });
+          g.addEventListener("blur", () => this.setToken(null));
+          g.addEventListener("keydown", (event) => this.onTokenKey(event, side, i));
+          this.hvTokens.appendChild(g);
+        });
+      }
+    };
+
+    View.prototype.onTokenKey = function (event, side, i) {
+      const kind = this.kindData();
+      const count = (s) => (s === "query" ? kind.query.length : kind.key.length);
+      let next = null;
+      if (event.key === "ArrowUp") next = [side, i - 1];
+      else if (event.key === "ArrowDown") next = [side, i + 1];
+      else if (event.key === "ArrowLeft") next = ["query", i];
+      else if (event.key === "ArrowRight") next = ["key", i];
+      else if (event.key === "Home") next = [side, 0];
+      else if (event.key === "End") next = [side, count(side) - 1];
+      else if (event.key === "Escape") {
+        this.setToken(null);
+        return;
+      } else if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        this.setToken({ side, index: i });
+        return;
+      }
+      if (!next) return;
+      event.preventDefault();
+      const index = Math.min(count(next[0]) - 1, Math.max(0, next[1]));
+      const node = this.hvTokens.querySelector(`[data-side="${next[0]}"][data-index="${index}"]`);
+      if (node) node.focus();
+    };
+
+    // the lines of the shown heads that pass the filter and the hovered or focused token
+    View.prototype.drawLines = function () {
+      const cur = this.current();
+      if (!cur || this.state.view !== "heads" || !this.hvGeometry) return;
+      const { kind, mask, lq, lk } = cur;
+      const seg = kind.segments || null;
+      const f = seg ? this.state.filter : "all";
+      const wantQ = f === "all" ? null : f[0] === "B" ? 1 : 0;
+      const wantK = f === "all" ? null : f[1] === "B" ? 1 : 0;
+      const token = this.state.token;
+      const onlyQ = token && token.side === "query" ? token.index : null;
+      const onlyK = token && token.side === "key" ? token.index : null;
+      const { x1, x2 } = this.hvGeometry;
+      const lines = document.createDocumentFragment();
+      let count = 0;
+      let best = null;
+      for (let h = 0; h < kind.heads; h++) {
+        if (!this.state.heads[h]) continue;
+        const map = kind.maps[this.state.layer][h];
+        const colour = headColour(h);
+        for (let i = 0; i < lq; i++) {
+          if ((wantQ !== null && seg[i] !== wantQ) || (onlyQ !== null && i !== onlyQ)) continue;
+          const y1 = HV_TOP + (i + 0.5) * HV_ROW;
+          for (let j = 0; j < lk; j++) {
+            if ((wantK !== null && seg[j] !== wantK) || (onlyK !== null && j !== onlyK)) continue;
+            const k = i * lk + j;
+            if (mask && !mask[k]) continue;
+            const w = map[k];
+            lines.appendChild(
+              svgEl("line", {
+                x1,
+                y1,
+                x2,
+                y2: HV_TOP + (j + 0.5) * HV_ROW,
+                stroke: colour,
+                "stroke-opacity": Math.max(0, Math.min(1, w)).toFixed(3),
+                "data-head": h,
+                "data-query": i,
+                "data-key": j,
+              }),
+            );
+            count += 1;
+            if (!best || w > best.w) best = { w, h, i, j };
+          }
+        }
+      }
+      this.hvLines.textContent = "";
+      this.hvLines.appendChild(lines);
+      this.state.lines = count;
+      for (const node of this.hvTokens.querySelectorAll(".attnlib-ex-hvtoken")) {
+        const side = node.dataset.side;
+        const i = +node.dataset.index;
+        const want = side === "query" ? wantQ : wantK;
+        node.classList.toggle(
+          "attnlib-ex-active",
+          Boolean(token && token.side === side && token.index === i),
+        );
+        node.classList.toggle("attnlib-ex-dim", want !== null && seg[i] !== want);
+      }
+      this.hvInfo.textContent = this.describeLines(cur, count, best);
+    };
+
+    // in words, for everyone (and screen readers): what the lines show
+    View.prototype.describeLines = function (cur, count, best) {
+      const token = this.state.token;
+      const what = `${count} line${count === 1 ? "" : "s"}`;
+      if (!count || !best) return `${what}: no head shown or no pair left by the filter.`;
+      const strongest =
+        `the strongest is ${cur.kind.query[best.i]} \u2192 ${cur.kind.key[best.j]}, ` +
+        `${this.fmt(best.w)} in head ${best.h}`;
+      if (!token) return `${what}; ${strongest}.`;
+      const label = token.side === "query" ? cur.kind.query : cur.kind.key;
+      return `${token.side} ${label[token.index]} (position ${token.index}): ${what}; ${strongest}.`;
     };
 
     // -- exports: the current map as a figure, PNG (canvas) or SVG (serialized DOM) -------------
