@@ -42,7 +42,7 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.patches import Rectangle
 
-from attnlib.interpret.explorer import AttentionExplorer, _asset
+from attnlib.interpret.explorer import AttentionExplorer
 from attnlib.interpret.maps import capture_attention
 from attnlib.pretrained import minilm
 from attnlib.report import key_figure
@@ -304,7 +304,9 @@ print(f"segments shipped = token_type_ids: {shipped['segments'] == segments.toli
 print(f"labels shipped = tokens: {shipped['query'] == tokens == shipped['key']}")
 
 n_weights = weights.numel()
-code_chars = len(_asset("explorer.js")) + len(_asset("explorer.css"))
+explorer.assets = False  # the same explorer without its inlined JavaScript and CSS
+code_chars = len(fragment) - len(explorer.to_html())
+explorer.assets = True
 weight_chars = len(shipped["weights"])
 float_chars = len(json.dumps(weights.float().tolist()))  # JSON numbers, float32 values
 page_kb = key_figure("page weight of the explorer (kB)", len(fragment) / 1000, fmt="{:.1f}")
