@@ -46,7 +46,15 @@ from .relevance import (
     leave_one_out,
     pooled_relevance,
 )
-from .stats import SPECIAL_TOKENS, attention_stats, head_stats
+from .stats import (
+    SPECIAL_TOKENS,
+    attention_entropy,
+    attention_stats,
+    attention_to_tokens,
+    head_js_divergence,
+    head_stats,
+    offset_attention,
+)
 from .widgets import ClassifierWidget, classifier_widget
 
 __all__ = [
@@ -60,7 +68,11 @@ __all__ = [
     "export_classifier",
     "attention_flow",
     "attention_rollout",
+    "attention_entropy",
     "attention_stats",
+    "attention_to_tokens",
+    "head_js_divergence",
+    "offset_attention",
     "capture_attention",
     "evidence_scores",
     "evidence_token_positions",
