@@ -32,6 +32,7 @@ from .transformer import EncoderLayer, TransformerEncoder
 __all__ = [
     "BertEmbeddings",
     "BertEncoder",
+    "BertClassifier",
     "huggingface_names",
     "mean_pool",
     "sentence_embeddings",
@@ -225,6 +226,51 @@ class BertEncoder(nn.Module):
         dtype = next(model.parameters()).dtype
         new.to(dtype).load_state_dict(_renamed(model.state_dict(), config.num_hidden_layers))
         return new.train(model.training)
+
+
+class BertClassifier(nn.Module):
+    """Sequence classification on a BERT encoder: mean pooling over the real tokens
+    (:func:`mean_pool`) and a linear head.
+
+    Devlin et al. (2019, arXiv:1810.04805) classify from ``[CLS]``'s vector
+    through the pre-training pooler; a sentence-embedding model such as
+    all-MiniLM-L6-v2 was trained on mean-pooled vectors, so the head reads those.
+
+    Parameters
+    ----------
+    encoder : BertEncoder
+        Pre-trained (see :meth:`BertEncoder.from_huggingface`); it is used, not copied.
+    num_classes : int
+
+    Shape
+    -----
+    - input_ids, attention_mask, token_type_ids: ``(B, L)``; output: logits ``(B, C)``
+
+    Examples
+    --------
+    >>> bert = BertEncoder(100, d_model=16, nhead=2, num_layers=1, dim_feedforward=32)
+    >>> BertClassifier(bert, 3)(torch.tensor([[1, 5, 2, 0]])).shape
+    torch.Size([1, 3])
+    """
+
+    def __init__(self, encoder: BertEncoder, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pad_idx = encoder.pad_idx
+        self.head = nn.Linear(encoder.embeddings.norm.normalized_shape[0], num_classes)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        """``attention_mask`` defaults to the non-padding tokens (``input_ids != pad_idx``)."""
+        if attention_mask is None:
+            check_tensor(input_ids, "input_ids")
+            attention_mask = input_ids != self.pad_idx  # (B, L)
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, L, D)
+        return self.head(mean_pool(hidden, attention_mask))  # (B, C)
 
 
 # our parameter name -> Hugging Face's, for one layer and for the embeddings

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnlib import pretrained
-from attnlib.bert import BertEncoder, mean_pool, sentence_embeddings
+from attnlib.bert import BertClassifier, BertEncoder, mean_pool, sentence_embeddings
 from attnlib.capture import record_attention
 
 transformers = pytest.importorskip("transformers")
@@ -102,6 +102,20 @@ def test_mean_pool_leaves_padding_out():
     expected = torch.stack([hidden[0, :2].mean(0), hidden[1, 0]])
     torch.testing.assert_close(mean_pool(hidden, mask), expected)
     torch.testing.assert_close(mean_pool(hidden), hidden.mean(1))
+
+
+def test_classifier_pools_the_real_tokens_and_trains_the_encoder():
+    bert = BertEncoder.from_huggingface(small_bert(torch.float64)).eval()
+    classifier = BertClassifier(bert, 3).double()
+    batch = padded_pair_batch()
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    expected = torch.stack(
+        [classifier.head(bert(ids[i : i + 1, : int(mask[i].sum())])[0].mean(0)) for i in range(2)]
+    )  # each sequence alone, unpadded: padding must not matter
+    torch.testing.assert_close(classifier(ids), expected, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(classifier(ids, mask), expected, atol=1e-10, rtol=1e-10)
+    classifier(ids).sum().backward()
+    assert bert.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
 
 
 def test_errors_name_the_argument():
