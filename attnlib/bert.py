@@ -380,7 +380,8 @@ def sentence_embeddings(
     Parameters
     ----------
     encoder : BertEncoder or transformers.BertModel
-    tokenizer : a Hugging Face tokenizer (``tokenizer(texts, padding=True, ...)``)
+    tokenizer : transformers.PreTrainedTokenizerBase
+        A Hugging Face tokenizer, called as ``tokenizer(texts, padding=True, ...)``.
     texts : sequence of str
     batch_size : int
     normalize : bool

@@ -282,6 +282,7 @@ plot_attention(
     title="TF-IDF bag of words (cosine)", xlabel="sentence", ylabel="",
 )  # fmt: skip
 for ax in axes:
+    ax.images[0].colorbar.set_label("cosine similarity")
     ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     ax.tick_params(axis="y", labelsize=7)
 plt.show()
