@@ -303,6 +303,13 @@ def launch_chromium():
             browser.close()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the tests that serve their own pages (no built site needed)."""
+    with launch_chromium() as browser:
+        yield browser
+
+
 @pytest.fixture(scope="session")
 def chromium(site_dir: Path):
     """Headless Chromium, once the site is known to exist."""

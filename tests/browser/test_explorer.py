@@ -26,7 +26,7 @@ from attnlib.interpret.explorer import AttentionExplorer, ClassifierExplorer
 from attnlib.interpret.maps import capture_attention
 from attnlib.transformer import EncoderClassifier
 
-from .conftest import is_local, launch_chromium, serve
+from .conftest import is_local, serve
 
 pytestmark = pytest.mark.browser
 
@@ -114,12 +114,6 @@ def explorer_site(tmp_path_factory, models, tokenizer, evil_maps):
     )
     with serve(root) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch_chromium() as browser:
-        yield browser
 
 
 class Page:

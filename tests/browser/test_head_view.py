@@ -22,7 +22,7 @@ import torch
 from attnlib.interpret.explorer import AttentionExplorer
 from attnlib.interpret.maps import AttentionMaps
 
-from .conftest import launch_chromium, serve
+from .conftest import serve
 
 pytestmark = pytest.mark.browser
 
@@ -73,12 +73,6 @@ def pages(tmp_path_factory, maps):
     AttentionExplorer(maps, segments=3).save(root / "heatmap.html")  # the heatmap first
     with serve(root) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch_chromium() as browser:
-        yield browser
 
 
 class Tab:
