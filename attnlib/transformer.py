@@ -39,7 +39,13 @@ __all__ = [
     "build_transformer_model",
 ]
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+def _gelu_tanh(x: Tensor) -> Tensor:
+    """GELU with the tanh approximation (GPT-2's ``gelu_new``)."""
+    return F.gelu(x, approximate="tanh")
+
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh}
 
 
 class _FeedForward(nn.Module):
@@ -81,8 +87,17 @@ class EncoderLayer(nn.Module):
     d_model, nhead, dim_feedforward : int
     dropout : float
     norm_first : bool
-    activation : {"relu", "gelu"}
+    activation : {"relu", "gelu", "gelu_tanh"}
+        ``"gelu_tanh"``: the tanh approximation of GELU (GPT-2's ``gelu_new``).
     layer_norm_eps : float
+    feedforward : bool
+        ``False``: an attention-only layer, with no feed-forward block and no
+        second LayerNorm (``ff``, ``norm2`` and ``dropout2`` are ``None``):
+        :math:`x = x + \mathrm{SA}(\mathrm{LN}(x))` (pre-norm) or
+        :math:`x = \mathrm{LN}(x + \mathrm{SA}(x))` (post-norm), the
+        attention-only Transformers of Elhage et al. (2021, "A Mathematical
+        Framework for Transformer Circuits") and Olsson et al. (2022,
+        arXiv:2209.11895).
 
     Shape
     -----
@@ -100,15 +115,25 @@ class EncoderLayer(nn.Module):
         norm_first: bool = False,
         activation: str = "relu",
         layer_norm_eps: float = 1e-5,
+        feedforward: bool = True,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
-        self.ff = _FeedForward(d_model, dim_feedforward, dropout, activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        if feedforward:
+            self.ff = _FeedForward(d_model, dim_feedforward, dropout, activation)
+            self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+            self.dropout2 = nn.Dropout(dropout)
+        else:
+            check_choice(activation, "activation", tuple(_ACTIVATIONS))
+            self.ff = self.norm2 = self.dropout2 = None
+
+    @property
+    def feedforward(self) -> bool:
+        """Whether the layer has a feed-forward block (``False``: attention only)."""
+        return self.ff is not None
 
     def _sa(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
         return self.dropout1(self.self_attn(x, x, x, mask, cache=cache, need_weights=False)[0])
@@ -120,8 +145,12 @@ class EncoderLayer(nn.Module):
         for decoder-only language models decoding token by token."""
         if self.norm_first:
             x = x + self._sa(self.norm1(x), mask, cache)
+            if self.ff is None:
+                return x
             return x + self.dropout2(self.ff(self.norm2(x)))
         x = self.norm1(x + self._sa(x, mask, cache))
+        if self.ff is None:
+            return x
         return self.norm2(x + self.dropout2(self.ff(x)))
 
     @classmethod
@@ -587,13 +616,59 @@ class EncoderClassifier(nn.Module):
         return self.head((h * keep).sum(1) / keep.sum(1).clamp_min(1))
 
 
+_HF_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+}
+"""Hugging Face's ``activation_function`` names and attnlib's equivalent."""
+
+
 class DecoderLM(LanguageModel):
-    """Decoder-only (GPT-style) language model: causal self-attention, pre-norm,
+    r"""Decoder-only (GPT-style) language model: causal self-attention, pre-norm,
     learned positions, output layer tied to the embedding.
+
+    The architecture of GPT-2 (Radford et al., 2019, "Language Models are
+    Unsupervised Multitask Learners"): token embedding plus a learned position
+    vector, ``num_layers`` pre-norm :class:`EncoderLayer`\ s under a causal
+    mask, a final LayerNorm, and an output layer sharing the embedding's
+    weights. :meth:`from_huggingface` copies a Hugging Face GPT-2.
+
+    Parameters
+    ----------
+    vocab_size : int
+    d_model, nhead, num_layers, dim_feedforward : int
+    dropout : float
+        After the embeddings, on the attention weights, on each residual
+        branch and inside the feed-forward block.
+    max_len : int
+        Longest sequence (one learned position vector each).
+    activation : {"gelu", "relu", "gelu_tanh"}
+        ``"gelu_tanh"`` is GPT-2's ``gelu_new``.
+    attention_only : bool
+        Layers without the feed-forward block (nor its LayerNorm):
+        :math:`x = x + \mathrm{SA}(\mathrm{LN}(x))` only, the attention-only
+        Transformers of Elhage et al. (2021, "A Mathematical Framework for
+        Transformer Circuits") and Olsson et al. (2022, "In-context Learning
+        and Induction Heads", arXiv:2209.11895). ``dim_feedforward`` and
+        ``activation`` are then unused.
+    layer_norm_eps : float
+        Epsilon of every LayerNorm (GPT-2: ``1e-5``).
 
     Shape
     -----
     - tokens: ``(B, L)``; output: logits ``(B, L, vocab_size)``
+    - with ``cache``: tokens ``(B, L_new)``; output ``(B, L_new, vocab_size)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> lm = DecoderLM(11, d_model=16, nhead=2, num_layers=2, attention_only=True).eval()
+    >>> lm(torch.tensor([[1, 2, 3]])).shape
+    torch.Size([1, 3, 11])
+    >>> lm.blocks.layers[0].ff is None
+    True
     """
 
     def __init__(
@@ -606,17 +681,168 @@ class DecoderLM(LanguageModel):
         dropout: float = 0.1,
         max_len: int = 256,
         activation: str = "gelu",
+        *,
+        attention_only: bool = False,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.max_len = max_len
+        self.attention_only = bool(attention_only)
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.positions = LearnedPositionalEmbedding(
             d_model=d_model, max_len=max_len, dropout=dropout
         )
-        layer = EncoderLayer(d_model, nhead, dim_feedforward, dropout, True, activation)
-        self.blocks = TransformerEncoder(layer, num_layers, nn.LayerNorm(d_model))
+        layer = EncoderLayer(
+            d_model,
+            nhead,
+            dim_feedforward,
+            dropout,
+            True,
+            activation,
+            layer_norm_eps,
+            feedforward=not attention_only,
+        )
+        self.blocks = TransformerEncoder(
+            layer, num_layers, nn.LayerNorm(d_model, eps=layer_norm_eps)
+        )
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.lm_head.weight = self.embedding.weight
+
+    @classmethod
+    def from_huggingface(cls, model: nn.Module) -> DecoderLM:
+        """A copy of a Hugging Face GPT-2 (Radford et al., 2019) with the same weights.
+
+        Token embedding from ``transformer.wte``, positions from
+        ``transformer.wpe``; in each block ``ln_1`` → ``norm1``, ``attn.c_attn``
+        (a ``Conv1D``: weight ``(D, 3D)``, the transpose of a
+        :class:`torch.nn.Linear`'s, query | key | value along its output side)
+        → ``self_attn.q_proj``/``k_proj``/``v_proj``, ``attn.c_proj`` →
+        ``self_attn.out_proj``, ``ln_2`` → ``norm2``, ``mlp.c_fc``/``mlp.c_proj``
+        → ``ff.linear1``/``ff.linear2``; ``ln_f`` → the final LayerNorm; the
+        output layer is tied to the embedding. Dropout: ``embd_pdrop`` after
+        the embeddings, ``attn_pdrop`` on the attention weights,
+        ``resid_pdrop`` on the residual branches (none inside the MLP, as in
+        GPT-2). The dtype and the train/eval mode are kept. Every tensor of
+        the source is copied exactly once (a strict load: a forgotten one
+        raises).
+
+        The copy takes no ``attention_mask``: pad on the right, or decode
+        one sequence at a time (GPT-2 shifts its positions under left padding).
+
+        Parameters
+        ----------
+        model : transformers.GPT2LMHeadModel or transformers.GPT2Model
+
+        Returns
+        -------
+        DecoderLM
+
+        Raises
+        ------
+        ValueError
+            For a model that is not a GPT-2, or a configuration this class
+            cannot represent (the message names the ``model.config`` field):
+            ``activation_function`` other than ``gelu_new``,
+            ``gelu_pytorch_tanh``, ``gelu`` or ``relu``;
+            ``scale_attn_weights=False``; ``scale_attn_by_inverse_layer_idx``;
+            ``reorder_and_upcast_attn``; ``add_cross_attention``; an output
+            layer not tied to the embedding.
+
+        Shape
+        -----
+        - the copy maps tokens ``(B, L)`` to logits ``(B, L, vocab_size)``,
+          the ``logits`` of ``GPT2LMHeadModel``
+        """
+        config = getattr(model, "config", None)
+        if getattr(config, "model_type", None) != "gpt2":
+            raise ValueError(
+                "model: expected a transformers GPT2LMHeadModel or GPT2Model "
+                f"(config.model_type 'gpt2'), got {type(model).__name__} with "
+                f"model_type {getattr(config, 'model_type', None)!r}"
+            )
+        gpt = getattr(model, "transformer", model)
+        if not hasattr(gpt, "wte") or not hasattr(gpt, "h"):
+            raise ValueError(
+                f"model: expected a GPT2LMHeadModel or GPT2Model, got {type(model).__name__}"
+            )
+        act = getattr(config, "activation_function", None)
+        if act not in _HF_ACTIVATIONS:
+            raise ValueError(
+                f"model.config.activation_function: expected one of "
+                f"{sorted(_HF_ACTIVATIONS)}, got {act!r}"
+            )
+        for name, bad in (
+            ("scale_attn_weights", False),
+            ("scale_attn_by_inverse_layer_idx", True),
+            ("reorder_and_upcast_attn", True),
+            ("add_cross_attention", True),
+        ):
+            if bool(getattr(config, name, not bad)) == bad:
+                raise ValueError(f"model.config.{name}: DecoderLM cannot represent {name}={bad}")
+        wte = gpt.wte.weight
+        lm_head = getattr(model, "lm_head", None)
+        if lm_head is not None and lm_head.weight is not wte:
+            if lm_head.weight.shape != wte.shape or not torch.equal(lm_head.weight, wte):
+                raise ValueError(
+                    "model.config.tie_word_embeddings: DecoderLM ties its output layer "
+                    "to the embedding; this model's lm_head differs from transformer.wte"
+                )
+            if getattr(lm_head, "bias", None) is not None:
+                raise ValueError("model.lm_head: expected no bias (GPT-2's has none)")
+        d_model, nhead = config.n_embd, config.n_head
+        new = cls(
+            wte.shape[0],
+            d_model=d_model,
+            nhead=nhead,
+            num_layers=len(gpt.h),
+            dim_feedforward=config.n_inner or 4 * d_model,
+            dropout=0.0,
+            max_len=gpt.wpe.weight.shape[0],
+            activation=_HF_ACTIVATIONS[act],
+            layer_norm_eps=config.layer_norm_epsilon,
+        ).to(device=wte.device, dtype=wte.dtype)
+        new.positions.dropout.p = config.embd_pdrop
+        for layer in new.blocks.layers:
+            layer.self_attn.dropout = config.attn_pdrop
+            layer.dropout1.p = layer.dropout2.p = config.resid_pdrop
+            layer.ff.dropout.p = 0.0
+        source = {k: v.detach() for k, v in gpt.named_parameters()}
+        used: set[str] = set()
+
+        def take(name: str) -> Tensor:
+            used.add(name)
+            return source[name]
+
+        D = d_model
+        state = {
+            "embedding.weight": take("wte.weight"),
+            "lm_head.weight": source["wte.weight"],
+            "positions.embedding.weight": take("wpe.weight"),
+            "blocks.norm.weight": take("ln_f.weight"),
+            "blocks.norm.bias": take("ln_f.bias"),
+        }
+        for i in range(len(gpt.h)):
+            hf, at = f"h.{i}.", f"blocks.layers.{i}."
+            w_qkv, b_qkv = take(hf + "attn.c_attn.weight"), take(hf + "attn.c_attn.bias")
+            for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+                # Conv1D computes x @ W + b with W (D, 3D): a Linear's weight transposed
+                state[at + f"self_attn.{proj}.weight"] = w_qkv[:, j * D : (j + 1) * D].t()
+                state[at + f"self_attn.{proj}.bias"] = b_qkv[j * D : (j + 1) * D]
+            for ours, theirs in (
+                ("self_attn.out_proj", "attn.c_proj"),
+                ("ff.linear1", "mlp.c_fc"),
+                ("ff.linear2", "mlp.c_proj"),
+            ):
+                state[at + ours + ".weight"] = take(hf + theirs + ".weight").t()
+                state[at + ours + ".bias"] = take(hf + theirs + ".bias")
+            for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
+                state[at + ours + ".weight"] = take(hf + theirs + ".weight")
+                state[at + ours + ".bias"] = take(hf + theirs + ".bias")
+        left = sorted(set(source) - used)
+        if left:
+            raise ValueError(f"model: parameters DecoderLM cannot represent: {left}")
+        new.load_state_dict(state, strict=True)
+        return new.train(model.training)
 
     def new_cache(self) -> list[KVCache]:
         """An empty key/value cache for :meth:`forward`, one per layer."""
