@@ -10,6 +10,8 @@ Token ids: ``0`` padding, ``1`` BOS, ``2`` EOS, symbols from ``3``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -21,9 +23,11 @@ __all__ = [
     "EOS",
     "FIRST_SYMBOL",
     "TASKS",
+    "RepeatedSegments",
     "algorithmic_batch",
     "decoded_correct",
     "exact_match",
+    "repeated_segment_batch",
 ]
 
 PAD, BOS, EOS, FIRST_SYMBOL = 0, 1, 2, 3
@@ -174,3 +178,108 @@ def decoded_correct(output: Tensor, tgt: Tensor) -> Tensor:
     missing = gold.shape[1] - generated.shape[1]
     generated = torch.nn.functional.pad(generated, (0, missing), value=EOS)
     return (generated == gold) | (gold == PAD)
+
+
+@dataclass(frozen=True)
+class RepeatedSegments:
+    """A batch of :func:`repeated_segment_batch`.
+
+    Attributes
+    ----------
+    tokens : Tensor
+        Token ids ``(B, L)``.
+    predictable : Tensor
+        Boolean ``(B, L)``: the tokens of the second copy that an earlier token
+        predicts (all but its first token, whose predecessor is random).
+    first_copy : Tensor
+        Boolean ``(B, L)``: the same tokens in the first copy (there they are
+        random, unpredictable), to compare with ``predictable``.
+    source : Tensor
+        ``(B, L)``: for a predictable token, the position of the same token in
+        the first copy, which is the key an induction head at the *previous*
+        position should attend to; ``-1`` elsewhere.
+    first, second, segment : Tensor
+        ``(B,)``: the starts of the two copies and the segment length.
+    """
+
+    tokens: Tensor
+    predictable: Tensor
+    first_copy: Tensor
+    source: Tensor
+    first: Tensor
+    second: Tensor
+    segment: Tensor
+
+
+def repeated_segment_batch(
+    batch_size: int,
+    length: int,
+    vocab_size: int,
+    *,
+    min_segment: int = 4,
+    max_segment: int | None = None,
+    generator: torch.Generator | None = None,
+) -> RepeatedSegments:
+    """Random token sequences that contain one random segment twice, for
+    in-context learning and induction heads (Olsson et al., 2022, "In-context
+    Learning and Induction Heads", arXiv:2209.11895).
+
+    Each row is uniform random tokens ``0 .. vocab_size - 1``; a segment of
+    ``s`` tokens, ``s`` uniform in ``[min_segment, max_segment]``, starts at
+    ``first`` (uniform in ``[0, length - 2 s]``) and is written again at
+    ``second`` (uniform in ``[first + s, length - s]``). The segment length
+    and both offsets vary from row to row, so no position can be memorised:
+    the only way to predict a token of the second copy is to find the
+    previous token earlier in the sequence and copy what followed it
+    (``[A][B] ... [A] -> [B]``), which is what an induction head does.
+
+    Parameters
+    ----------
+    batch_size, length, vocab_size : int
+        ``B``, ``L`` and ``V``.
+    min_segment : int
+        At least 2 (one token to match and one to predict).
+    max_segment : int, optional
+        At most ``length // 2``, which is also the default.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    RepeatedSegments
+        ``tokens``, the masks ``predictable`` and ``first_copy``, the
+        ``source`` position of each predictable token, and the ``first``,
+        ``second`` and ``segment`` of each row.
+
+    Shape
+    -----
+    - tokens, predictable, first_copy, source: ``(B, L)``
+    - first, second, segment: ``(B,)``
+    - a language model's logits ``(B, L, V)`` at position ``i`` predict token
+      ``i + 1``: the loss on the predictable tokens is read at
+      ``predictable[:, 1:]`` against ``logits[:, :-1]``
+    """
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(length, "length")
+    check_positive_int(vocab_size, "vocab_size")
+    max_segment = length // 2 if max_segment is None else max_segment
+    if min_segment < 2:
+        raise ValueError(f"min_segment: expected at least 2, got {min_segment}")
+    if not min_segment <= max_segment <= length // 2:
+        raise ValueError(
+            f"max_segment: expected between min_segment ({min_segment}) and "
+            f"length // 2 ({length // 2}), got {max_segment}"
+        )
+    tokens = torch.randint(0, vocab_size, (batch_size, length), generator=generator)
+    segment = torch.randint(min_segment, max_segment + 1, (batch_size,), generator=generator)
+    u = torch.rand(batch_size, 2, generator=generator, dtype=torch.float64)
+    first = (u[:, 0] * (length - 2 * segment + 1)).long()
+    second = first + segment + (u[:, 1] * (length - 2 * segment - first + 1)).long()
+    positions = torch.arange(length)
+    in_second = (positions >= second[:, None]) & (positions < (second + segment)[:, None])
+    rows, cols = in_second.nonzero(as_tuple=True)
+    offset = second - first
+    tokens[rows, cols] = tokens[rows, cols - offset[rows]]
+    predictable = in_second & (positions > second[:, None])
+    first_copy = (positions > first[:, None]) & (positions < (first + segment)[:, None])
+    source = torch.where(predictable, positions - offset[:, None], -1)
+    return RepeatedSegments(tokens, predictable, first_copy, source, first, second, segment)

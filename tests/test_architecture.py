@@ -24,7 +24,8 @@ LAYERS = [
     {"transformer", "seq2seq", "capture"},
     {"decoding", "training", "bench", "bert"},
     {"interpret.maps", "inference", "pretrained"},
-    {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"},
+    {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"}
+    | {"interpret.circuits"},
     {"interpret.plots", "interpret.faithfulness", "interpret"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}

@@ -7,6 +7,8 @@
   charts, highlighted text, and the seed's
   :func:`~attnlib.interpret.plots.visualize_attention_weights`;
 - :mod:`attnlib.interpret.stats` -- per-token and per-head statistics;
+- :mod:`attnlib.interpret.circuits` -- induction-circuit scores per head and
+  one-head ablation for decoder-only models;
 - :mod:`attnlib.interpret.relevance` -- rollout, flow, gradient-weighted
   attention, gradient x input, leave-one-out;
 - :mod:`attnlib.interpret.faithfulness` -- agreement, permutation and
