@@ -27,6 +27,7 @@ from ._checks import (
     check_size,
     shape_str,
 )
+from .positional import RotaryEmbedding
 
 __all__ = [
     "AttentionModule",
@@ -570,6 +571,13 @@ class MultiHeadAttention(AttentionModule):
     batch_first : bool
         ``True``: inputs are ``(B, L, features)``; ``False``:
         ``(L, B, features)`` as in PyTorch's default.
+    rotary : bool
+        Keyword-only. Rotate each head's queries and keys by their positions
+        (:class:`~attnlib.positional.RotaryEmbedding`; Su et al., 2021,
+        arXiv:2104.09864) after the projections, so that scores depend on
+        relative positions; with a self-attention :class:`KVCache` the new
+        tokens' positions continue after the cached ones. For self-attention
+        only (queries and keys of one sequence); needs an even head size.
 
     Shape
     -----
@@ -588,6 +596,8 @@ class MultiHeadAttention(AttentionModule):
         kdim: int | None = None,
         vdim: int | None = None,
         batch_first: bool = True,
+        *,
+        rotary: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int(embed_dim, "embed_dim")
@@ -600,6 +610,13 @@ class MultiHeadAttention(AttentionModule):
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
         self.head_dim = embed_dim // num_heads
         self.dropout, self.batch_first = dropout, batch_first
+        if rotary and self.head_dim % 2:
+            raise ValueError(
+                "rotary: needs an even head size (embed_dim / num_heads), got "
+                f"{embed_dim} / {num_heads} = {self.head_dim}"
+            )
+        # queries and keys rotated by their positions (None: no rotary positions)
+        self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
@@ -648,6 +665,14 @@ class MultiHeadAttention(AttentionModule):
         else:
             k = AF._split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, D/H)
             v = AF._split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, D/H)
+            if self.rotary is not None:  # the new tokens come after the cached ones
+                if key.shape[1] != query.shape[1]:
+                    raise ValueError(
+                        "rotary: self-attention only, expected key of the query's length "
+                        f"{query.shape[1]}, got {key.shape[1]}"
+                    )
+                past = len(cache) if cache is not None else 0
+                q, k = self.rotary(q, k, q_offset=past, k_offset=past)
             if cache is not None:
                 k, v = cache.update(k, v)  # (B, H, past + Lk, D/H)
         dropout = self.dropout if self.training else 0.0

@@ -186,8 +186,22 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
             f"got shape {shape_str(x.shape)}"
         )
     pairs = x.unflatten(-1, (-1, 2))  # (..., L, d/2, 2)
+    if x.dtype in (torch.float32, torch.float64) and _complex_viewable(pairs):
+        # the pair (a, b) as the complex number a + ib, times e^{i angle}: the
+        # same rotation in one complex product, several times faster on a CPU
+        turn = torch.complex(cos[:, ::2], sin[:, ::2])  # (L, d/2)
+        return torch.view_as_real(torch.view_as_complex(pairs) * turn).flatten(-2)
     rotated_half = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
     return x * cos + rotated_half * sin
+
+
+def _complex_viewable(pairs: Tensor) -> bool:
+    """Whether :func:`torch.view_as_complex` accepts ``pairs`` without a copy."""
+    return (
+        pairs.stride(-1) == 1
+        and pairs.storage_offset() % 2 == 0
+        and all(stride % 2 == 0 for stride in pairs.stride()[:-1])
+    )
 
 
 class RotaryEmbedding(nn.Module):

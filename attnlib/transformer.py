@@ -98,6 +98,9 @@ class EncoderLayer(nn.Module):
         attention-only Transformers of Elhage et al. (2021, "A Mathematical
         Framework for Transformer Circuits") and Olsson et al. (2022,
         arXiv:2209.11895).
+    rotary : bool
+        Keyword-only: rotary positions in the self-attention
+        (:class:`~attnlib.attention.MultiHeadAttention` ``rotary=True``).
 
     Shape
     -----
@@ -116,10 +119,12 @@ class EncoderLayer(nn.Module):
         activation: str = "relu",
         layer_norm_eps: float = 1e-5,
         feedforward: bool = True,
+        *,
+        rotary: bool = False,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
+        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, rotary=rotary)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         if feedforward:
@@ -635,6 +640,12 @@ class DecoderLM(LanguageModel):
     mask, a final LayerNorm, and an output layer sharing the embedding's
     weights. :meth:`from_huggingface` copies a Hugging Face GPT-2.
 
+    The token embedding is drawn from :math:`\mathcal N(0, 0.02^2)` as in
+    GPT-2 (``initializer_range``): with the tied output layer, PyTorch's
+    default :math:`\mathcal N(0, 1)` gives logits of standard deviation near
+    :math:`\sqrt{d_{model}}` and a loss far above :math:`\log V` before
+    training.
+
     Parameters
     ----------
     vocab_size : int
@@ -655,6 +666,13 @@ class DecoderLM(LanguageModel):
         ``activation`` are then unused.
     layer_norm_eps : float
         Epsilon of every LayerNorm (GPT-2: ``1e-5``).
+    positions : {"learned", "rotary"}
+        ``"learned"`` (GPT-2): a learned vector per position added to the
+        token embedding, at most ``max_len`` positions. ``"rotary"``: no
+        position vector; every layer rotates its queries and keys by their
+        positions (Su et al., 2021, arXiv:2104.09864), so attention scores
+        depend on relative positions only, as in GPT-NeoX and LLaMA; then
+        ``max_len`` does not limit the length.
 
     Shape
     -----
@@ -684,13 +702,20 @@ class DecoderLM(LanguageModel):
         *,
         attention_only: bool = False,
         layer_norm_eps: float = 1e-5,
+        positions: str = "learned",
     ) -> None:
         super().__init__()
+        check_choice(positions, "positions", ("learned", "rotary"))
         self.max_len = max_len
         self.attention_only = bool(attention_only)
+        self.rotary = positions == "rotary"
         self.embedding = nn.Embedding(vocab_size, d_model)
-        self.positions = LearnedPositionalEmbedding(
-            d_model=d_model, max_len=max_len, dropout=dropout
+        nn.init.normal_(self.embedding.weight, std=0.02)  # GPT-2's initializer_range
+        # learned: a vector per position, then dropout; rotary: dropout only
+        self.positions = (
+            nn.Dropout(dropout)
+            if self.rotary
+            else LearnedPositionalEmbedding(d_model=d_model, max_len=max_len, dropout=dropout)
         )
         layer = EncoderLayer(
             d_model,
@@ -701,6 +726,7 @@ class DecoderLM(LanguageModel):
             activation,
             layer_norm_eps,
             feedforward=not attention_only,
+            rotary=self.rotary,
         )
         self.blocks = TransformerEncoder(
             layer, num_layers, nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -852,7 +878,9 @@ class DecoderLM(LanguageModel):
         """With ``cache``, ``tokens`` are only the new ones."""
         check_rank(tokens, "tokens", (2,), "(batch, length) of token ids")
         offset = 0 if cache is None else len(cache[0])
-        x = self.positions(self.embedding(tokens), offset)  # (B, L, D)
+        x = self.embedding(tokens)  # (B, L, D)
+        # rotary positions are applied inside the attention layers
+        x = self.positions(x) if self.rotary else self.positions(x, offset)
         n = tokens.shape[1]
         mask = None if cache is not None and n == 1 else _causal_after(n, offset, tokens.device)
         return self.lm_head(self.blocks(x, mask, cache))  # (B, L, V)

@@ -18,15 +18,15 @@ GUIDE = ROOT / "CONTRIBUTING.md"
 LAYERS = [
     {"_checks", "report"},
     {"masks", "positional", "models", "tasks", "metrics", "plotting"}
-    | {"data.text", "data.frames", "data.synthetic"},
+    | {"data.text", "data.frames", "data.synthetic", "data.images"},
     {"functional", "data.datasets", "data"},
     {"attention"},
     {"transformer", "seq2seq", "capture"},
-    {"decoding", "training", "bench", "bert"},
+    {"decoding", "training", "bench", "bert", "vit", "interpret.circuits"},
     {"interpret.maps", "inference", "pretrained"},
-    {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"}
-    | {"interpret.circuits"},
+    {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"},
     {"interpret.plots", "interpret.faithfulness", "interpret"},
+    {"exercises"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

@@ -1,12 +1,17 @@
 """Induction heads: the repeated-segment batches say where the repeat is; the circuit
 scores find a hand-made previous-token head, prefix-matching head and copying head;
-the ablation touches one head only."""
+the ablation touches the heads it names; the trained model is cached, reproducible
+and leaves the random number generators alone."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
+from attnlib import pretrained
 from attnlib.interpret.circuits import (
     ablate_head,
     attention_maps,
@@ -16,8 +21,11 @@ from attnlib.interpret.circuits import (
     prefix_matching_score,
     previous_token_score,
 )
+from attnlib.pretrained import induction_transformer
 from attnlib.tasks import repeated_segment_batch
 from attnlib.transformer import DecoderLM
+
+SMALL = {"steps": 20, "d_model": 16, "nhead": 2, "log_every": 10}
 
 
 def batch(n=64, length=32, vocab=20, seed=0, **kwargs):
@@ -131,3 +139,88 @@ def test_phase_change_step_is_where_half_the_drop_is_covered():
     assert phase_change_step(steps, [0.0, 0.1, 0.0, 0.1, 0.0, 0.2]) == 50  # no drop
     with pytest.raises(ValueError, match="fraction"):
         phase_change_step(steps, steps, fraction=1.0)
+
+
+def test_copying_score_on_tokens_reads_the_residual_stream():
+    torch.manual_seed(3)
+    model = DecoderLM(12, 8, 2, 2, dropout=0.0, positions="rotary", attention_only=True).eval()
+    every_token = torch.arange(12)[None]  # each token once: layer 0 reads the embedding only
+    static, on_tokens = copying_score(model), copying_score(model, every_token)
+    torch.testing.assert_close(on_tokens[0], static[0])
+    # layer 1 reads layer 0's output as well: another score ...
+    assert not torch.allclose(on_tokens[1], static[1])
+    # ... unless layer 0 writes nothing
+    with torch.no_grad():
+        model.blocks.layers[0].self_attn.out_proj.weight.zero_()
+        model.blocks.layers[0].self_attn.out_proj.bias.zero_()
+    torch.testing.assert_close(copying_score(model, every_token), copying_score(model))
+
+
+def test_ablating_several_heads_of_a_layer_together():
+    torch.manual_seed(0)
+    model = DecoderLM(20, 16, 4, 2, dropout=0.0, max_len=32, attention_only=True).eval()
+    b = batch(8)
+    before = attention_maps(model, b.tokens)
+    with ablate_head(model, 1, [0, 2], mode="zero"):
+        after = attention_maps(model, b.tokens)
+    assert (after[:, 1, [0, 2]] == 0).all()
+    assert torch.equal(after[:, 1, [1, 3]], before[:, 1, [1, 3]])
+    with pytest.raises(ValueError, match=r"head: expected heads in 0..3 of layer 1, got \[0, 4\]"):
+        with ablate_head(model, 1, [0, 4]):
+            pass
+    with pytest.raises(RuntimeError, match="already has a weights_hook"):
+        with ablate_head(model, 1, 0), ablate_head(model, 1, 1):
+            pass
+    assert model.blocks.layers[1].self_attn.weights_hook is None
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNLIB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ATTNLIB_SEED", raising=False)
+    pretrained._induction.cache_clear()
+    yield tmp_path / "cache"
+    pretrained._induction.cache_clear()
+
+
+def test_induction_transformer_is_cached_reproducible_and_keeps_the_rngs(cache):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    expected = torch.rand(1), np.random.rand(), random.random()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    trained = induction_transformer(2, seed=0, **SMALL)
+    assert (torch.rand(1), np.random.rand(), random.random()) == expected
+    assert induction_transformer(2, seed=0, **SMALL) is trained  # in memory
+    assert trained.history["step"].tolist() == [0, 10, 20]
+    assert not trained.model.training and trained.model.attention_only and trained.model.rotary
+    assert set(trained.history) == {
+        "step",
+        "second_loss",
+        "first_loss",
+        "in_context_loss",
+        "previous_token",
+        "prefix_matching",
+    }
+    q0, q1 = (layer.self_attn.q_proj.weight for layer in trained.model.blocks.layers)
+    assert not torch.equal(q0, q1)  # the layers started apart
+    # the loss fell during training: the history records a model that learns
+    assert trained.history["second_loss"].iloc[-1] < trained.history["second_loss"].iloc[0]
+    (entry,) = cache.glob("induction-*.pt")
+    assert entry.with_suffix(".sha256").exists()
+    pretrained._induction.cache_clear()  # as a new process
+    loaded = induction_transformer(2, seed=0, **SMALL)
+    assert loaded is not trained and loaded.train_seconds == trained.train_seconds
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, trained.model.state_dict()[k])
+    assert loaded.history.equals(trained.history)
+    # another seed, another model; a damaged entry is retrained
+    other = induction_transformer(2, seed=1, **SMALL)
+    assert not torch.equal(other.model.embedding.weight, trained.model.embedding.weight)
+    entry.write_bytes(entry.read_bytes()[:100])
+    pretrained._induction.cache_clear()
+    with pytest.warns(UserWarning, match="is not used and will be retrained"):
+        again = induction_transformer(2, seed=0, **SMALL)
+    assert torch.equal(again.model.embedding.weight, trained.model.embedding.weight)

@@ -15,6 +15,7 @@ All functions take an :class:`attnlib.transformer.DecoderLM` (anything with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -105,19 +106,34 @@ def prefix_matching_score(weights: Tensor, batch: RepeatedSegments) -> Tensor:
 
 
 @torch.no_grad()
-def copying_score(model: nn.Module) -> Tensor:
-    """How much each head's OV circuit copies: if a head attended fully to
-    token ``t``, how high would ``t``'s logit rank in the head's direct
-    output?
+def copying_score(model: nn.Module, tokens: Tensor | None = None) -> Tensor:
+    """How much each head's OV circuit copies: if a head attended fully to a
+    position holding token ``t``, how high would ``t``'s logit rank in the
+    head's direct output?
 
-    For every token ``t`` the head's value and output maps are applied to
-    the layer's LayerNorm of ``t``'s embedding; the result goes through the
-    final LayerNorm (without its bias) and the unembedding. The score of a
-    token is the share of the other tokens whose logit is lower than its own
-    (1: ``t`` comes first, 0.5: chance); the head's score is the mean over
-    tokens. It is the direct path of Elhage et al. (2021), read with ranks
-    instead of eigenvalues because of the LayerNorms; positions and the other
-    heads are left out.
+    The head's value and output maps are applied to what the layer reads at
+    that position (its LayerNorm of the residual stream); the result goes
+    through the final LayerNorm's scale (the head's output normalised, no
+    bias) and the unembedding. A position's score is the share of the other
+    tokens whose logit is lower than its own token's (1: first, 0.5: chance);
+    the head's score is the mean. It is the direct path of Elhage et al.
+    (2021), read with ranks instead of eigenvalues because of the LayerNorms.
+
+    Without ``tokens`` the residual stream is taken to be the token embedding
+    alone, for every token of the vocabulary: exact for the first layer, but
+    a later layer reads what the earlier heads wrote as well, and a head can
+    copy through that (in a small attention-only model the embedding may be
+    a small part of the residual stream). With ``tokens`` every layer reads
+    the residual stream the model actually computes on them, at every
+    position, which includes the earlier layers' outputs.
+
+    Parameters
+    ----------
+    model : attnlib.transformer.DecoderLM
+        Pre-norm.
+    tokens : Tensor, optional
+        ``(B, L)`` token ids, e.g. a :class:`~attnlib.tasks.RepeatedSegments`
+        batch's ``tokens``.
 
     Returns
     -------
@@ -127,20 +143,42 @@ def copying_score(model: nn.Module) -> Tensor:
     embedding = model.embedding.weight  # (V, D)
     vocab = embedding.shape[0]
     final = model.blocks.norm
+    layers = model.blocks.layers
+    if tokens is None:
+        inputs = [embedding] * len(layers)  # (V, D): the residual stream is one token
+        own_ids = torch.arange(vocab, device=embedding.device)  # (V,)
+    else:
+        inputs = _layer_inputs(model, tokens)  # each (B, L, D)
+        own_ids = tokens.reshape(-1)  # (B*L,)
+        inputs = [x.reshape(-1, x.shape[-1]) for x in inputs]  # each (B*L, D)
     scores = []
-    for layer in model.blocks.layers:
+    for layer, residual in zip(layers, inputs, strict=True):
         attn = layer.self_attn
         h, dh = attn.num_heads, attn.head_dim
-        x = layer.norm1(embedding)  # (V, D)
-        v = attn.v_proj(x).view(vocab, h, dh)  # (V, H, Dh)
+        v = attn.v_proj(layer.norm1(residual)).view(-1, h, dh)  # (N, H, Dh)
         w_o = attn.out_proj.weight.view(-1, h, dh)  # (D, H, Dh)
-        out = torch.einsum("vhk,dhk->hvd", v, w_o)  # (H, V, D): each head's output
+        out = torch.einsum("nhk,dhk->hnd", v, w_o)  # (H, N, D): each head's output
         normed = F.layer_norm(out, out.shape[-1:], final.weight, None, final.eps)
-        logits = model.lm_head(normed)  # (H, V, V): row t = the logits when copying t
-        own = logits.diagonal(dim1=-2, dim2=-1)[..., None]  # (H, V, 1)
-        beaten = (logits < own).sum(-1).double() / (vocab - 1)  # (H, V)
+        logits = model.lm_head(normed)  # (H, N, V): the logits when copying position n
+        own = logits.gather(-1, own_ids.expand(h, -1)[..., None])  # (H, N, 1)
+        beaten = (logits < own).sum(-1).double() / (vocab - 1)  # (H, N)
         scores.append(beaten.mean(-1))
     return torch.stack(scores)
+
+
+def _layer_inputs(model: nn.Module, tokens: Tensor) -> list[Tensor]:
+    """The residual stream entering each layer: ``(B, L, D)`` each."""
+    inputs = []
+    hooks = [
+        layer.register_forward_hook(lambda module, args, output: inputs.append(args[0]))
+        for layer in model.blocks.layers
+    ]
+    try:
+        model(tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
 
 
 @torch.no_grad()
@@ -187,25 +225,45 @@ def phase_change_step(steps, losses, *, fraction: float = 0.5) -> int:
 
 
 @contextmanager
-def ablate_head(model: nn.Module, layer: int, head: int, *, mode: str = "uniform"):
-    """Inside the block, one head of one layer attends differently.
+def ablate_head(model: nn.Module, layer: int, head: int | Sequence[int], *, mode: str = "uniform"):
+    """Inside the block, one head (or several heads) of one layer attends differently.
 
     ``mode="uniform"`` spreads the head's weight evenly over the keys it may
     see (the causal prefix); ``"zero"`` gives it zero weights (its output is
     then zero). The other heads and layers are untouched. It uses the layer's
     ``weights_hook``, like :func:`attnlib.interpret.faithfulness.intervene_attention`.
+
+    Parameters
+    ----------
+    model : attnlib.transformer.DecoderLM
+    layer : int
+    head : int or sequence of int
+        The head, or the heads knocked out together.
+    mode : {"uniform", "zero"}
     """
     if mode not in ("uniform", "zero"):
         raise ValueError(f"mode: expected 'uniform' or 'zero', got {mode!r}")
     attn = model.blocks.layers[layer].self_attn
+    heads = [head] if isinstance(head, int) else list(head)
+    bad = [h for h in heads if not 0 <= h < attn.num_heads]
+    if bad or not heads:
+        raise ValueError(
+            f"head: expected heads in 0..{attn.num_heads - 1} of layer {layer}, got {head!r}"
+        )
+    if attn.weights_hook is not None:
+        raise RuntimeError(
+            f"layer {layer} already has a weights_hook: knock several heads of one "
+            "layer out with one ablate_head(model, layer, [h1, h2, ...])"
+        )
 
     def hook(weights: Tensor) -> Tensor:  # (B, H, Lq, Lk)
         weights = weights.clone()
-        if mode == "zero":
-            weights[:, head] = 0.0
-        else:
-            allowed = (weights[:, head] > 0).to(weights.dtype)
-            weights[:, head] = allowed / allowed.sum(-1, keepdim=True).clamp_min(1)
+        for h in heads:
+            if mode == "zero":
+                weights[:, h] = 0.0
+            else:
+                allowed = (weights[:, h] > 0).to(weights.dtype)
+                weights[:, h] = allowed / allowed.sum(-1, keepdim=True).clamp_min(1)
         return weights
 
     attn.weights_hook = hook

@@ -162,19 +162,9 @@ def _labels(ids: Tensor, tokenizer, given: Sequence[str] | None) -> list[str]:
     return [str(int(i)) for i in ids[0]]
 
 
-@torch.no_grad()
-def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_labels):
-    if isinstance(model, EncoderDecoderModel):
-        if not (isinstance(inputs, tuple | list) and len(inputs) == 2):
-            raise TypeError(
-                "inputs: expected (src, tgt_in) for an encoder-decoder model, "
-                f"got {type(inputs).__name__}"
-            )
-        src, tgt = _one(inputs[0], "inputs[0]"), _one(inputs[1], "inputs[1]")
-        args = (src, tgt)
-    else:
-        src, tgt = _one(inputs, "inputs"), None
-        args = (src,)
+def _record_weights(model, args: tuple) -> dict[str, Tensor]:
+    """Run ``model(*args)`` once in eval mode; every attention layer's weights,
+    stacked per kind: ``(layers, H, Lq, Lk)`` (a single-head layer gets ``H = 1``)."""
     was_training = model.training
     model.eval()
     try:
@@ -192,7 +182,52 @@ def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_
         w = record.steps(name)  # (1, H, Lq, Lk) or (1, Lq, Lk) for single-head layers
         w = w[:, None] if w.dim() == 3 else w
         per_kind.setdefault(kind_of(name), []).append(w[0])
-    weights = {k: torch.stack(v) for k, v in per_kind.items()}  # (layers, H, Lq, Lk)
+    return {k: torch.stack(v) for k, v in per_kind.items()}
+
+
+def _one_input(x: Tensor, name: str) -> Tensor:
+    """One example of any layout (an image ``(1, C, H, W)``, ...)."""
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] != 1:
+        got = shape_str(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(
+            f"{name}: expected one example (batch size 1) for a model that labels its own "
+            f"positions, got {got}; select one with {name}[i : i + 1]"
+        )
+    return x
+
+
+@torch.no_grad()
+def _capture_self_labelled(model, inputs, labels):
+    """A model whose positions are not token ids labels them itself (``token_labels()``);
+    every position is real (no padding)."""
+    weights = _record_weights(model, (_one_input(inputs, "inputs"),))  # (layers, H, L, L)
+    names = list(labels) if labels is not None else list(model.token_labels())
+    masks = {}
+    for kind, w in weights.items():
+        lq, lk = w.shape[2:]
+        full = torch.ones(lq, lk, dtype=torch.bool)
+        masks[kind] = full.tril() if kind == "decoder" else full
+    return AttentionMaps(
+        weights, dict.fromkeys(weights, names), dict.fromkeys(weights, names), masks
+    )
+
+
+@torch.no_grad()
+def _capture_attnlib(model, inputs, tokenizer, target_tokenizer, labels, target_labels):
+    if callable(getattr(model, "token_labels", None)):
+        return _capture_self_labelled(model, inputs, labels)
+    if isinstance(model, EncoderDecoderModel):
+        if not (isinstance(inputs, tuple | list) and len(inputs) == 2):
+            raise TypeError(
+                "inputs: expected (src, tgt_in) for an encoder-decoder model, "
+                f"got {type(inputs).__name__}"
+            )
+        src, tgt = _one(inputs[0], "inputs[0]"), _one(inputs[1], "inputs[1]")
+        args = (src, tgt)
+    else:
+        src, tgt = _one(inputs, "inputs"), None
+        args = (src,)
+    weights = _record_weights(model, args)  # per kind: (layers, H, Lq, Lk)
     pad = getattr(model, "pad_idx", None)
     src_labels = _labels(src, tokenizer, labels)
     tgt_labels = (
@@ -325,9 +360,15 @@ def capture_attention(
         attnlib encoder or decoder-only models: token ids ``(1, L)``;
         encoder-decoder models: ``(src, tgt_in)``; Hugging Face models: the
         tokenizer's output for one text (``input_ids``, ``attention_mask``,
-        and ``decoder_input_ids`` for encoder-decoder models).
+        and ``decoder_input_ids`` for encoder-decoder models); a model whose
+        positions are not tokens and that labels them itself with a
+        ``token_labels()`` method (a :class:`~attnlib.vit.VisionTransformer`:
+        ``"[CLS]"``, ``"r0c0"``, ...): its one input with a batch of one,
+        such as an image ``(1, C, H, W)``; all its positions are real (no
+        padding mask).
     tokenizer, target_tokenizer : optional
-        Used to label the tokens (default: the ids as strings).
+        Used to label the tokens (default: the ids as strings, or the
+        model's ``token_labels()``).
     labels, target_labels : sequence of str, optional
         Explicit token labels instead.
     atol : float

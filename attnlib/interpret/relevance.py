@@ -7,6 +7,12 @@ Rollout, flow and gradient-weighted attention return a ``(Lq, Lk)``
 matrix: row ``i`` says how much each input token contributes to the final
 representation at position ``i``. :func:`pooled_relevance` turns it into
 one score per token for a classifier that pools its outputs.
+
+The gradient methods read one example: token ids ``(1, L)`` for a token
+classifier, or, for a model that labels its own positions (a
+``token_labels()`` method, like :class:`attnlib.vit.VisionTransformer`), one
+input of batch 1 in the model's own layout, such as an image
+``(1, C, H, W)``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_rank, shape_str
+from .._checks import check_choice, check_rank, check_tensor, shape_str
 from ..capture import record_attention
+from ..vit import PatchEmbedding
 from .maps import AttentionMaps
 
 __all__ = [
@@ -173,6 +180,26 @@ def _classifier_inputs(tokens: Tensor) -> Tensor:
     return tokens
 
 
+def _self_labelled(model: nn.Module) -> bool:
+    """A model whose positions are not token ids labels them itself (as
+    :func:`attnlib.interpret.maps.capture_attention` dispatches)."""
+    return callable(getattr(model, "token_labels", None))
+
+
+def _model_inputs(model: nn.Module, tokens: Tensor) -> Tensor:
+    """Token ids ``(1, L)``, or one input of batch 1 for a self-labelled model."""
+    if not _self_labelled(model):
+        return _classifier_inputs(tokens)
+    check_tensor(tokens, "tokens")
+    if tokens.dim() < 2 or tokens.shape[0] != 1:
+        raise ValueError(
+            f"tokens: expected one example (batch 1) in the layout of "
+            f"{type(model).__name__}, such as an image (1, C, H, W), got "
+            f"{shape_str(tokens.shape)}; select one with images[i : i + 1]"
+        )
+    return tokens
+
+
 @contextmanager
 def _eval(model: nn.Module):
     was_training = model.training
@@ -198,26 +225,48 @@ def gradient_weighted_attention(
     the predicted class) with respect to the attention weights of layer
     :math:`l`.
 
+    Row ``i`` of the result is the relevance of every position for the output
+    at ``i``; for a classifier that reads a class token, row 0 is the
+    explanation of the prediction (Chefer et al. read the ``[CLS]`` row of a
+    ViT the same way).
+
     Parameters
     ----------
     model : torch.nn.Module
         A classifier built from :class:`attnlib.attention.MultiHeadAttention`
-        (for example :class:`attnlib.transformer.EncoderClassifier`).
+        (for example :class:`attnlib.transformer.EncoderClassifier`, or
+        :class:`attnlib.vit.VisionTransformer`).
     tokens : Tensor
+        One example: token ids ``(1, L)``; for a model with a
+        ``token_labels()`` method, one input of batch 1 in its own layout
+        (an image ``(1, C, H, W)`` for a Vision Transformer, whose positions
+        are ``model.token_labels()``: ``[CLS]`` then the patches).
     target : int, optional
 
     Returns
     -------
     Tensor
-        ``(L, L)`` float64.
+        ``(L, L)`` float64, ``L`` the length of the sequence the attention
+        layers read (``N + 1`` for a ViT with a class token and ``N`` patches).
+
+    Raises
+    ------
+    ValueError
+        If ``tokens`` is not one example (batch 1) or no attention layer ran.
+
+    Shape
+    -----
+    - tokens: ``(1, L)`` token ids, or ``(1, C, H, W)`` for a ViT; output: ``(L, L)``
     """
-    tokens = _classifier_inputs(tokens)
+    tokens = _model_inputs(model, tokens)
     with _eval(model), torch.enable_grad(), record_attention(model, detach=False) as record:
         logits = model(tokens)
         names = record.names()
+        if not names:
+            raise ValueError(f"model: no attention layer ran in {type(model).__name__}")
         maps = [record[n] for n in names]  # each (1, H, L, L)
         grads = torch.autograd.grad(logits[0, _target(logits, target)], maps)
-    n = tokens.shape[1]
+    n = maps[0].shape[-1]
     relevance = torch.eye(n, dtype=torch.float64)
     for a, g in zip(maps, grads, strict=True):
         cam = (g * a).clamp_min(0).mean(1)[0].detach().double()  # (L, L)
@@ -232,23 +281,62 @@ def _embedding(model: nn.Module) -> nn.Embedding:
     raise TypeError(f"model: expected a model with an nn.Embedding, got {type(model).__name__}")
 
 
+def _patch_embedding(model: nn.Module) -> PatchEmbedding:
+    for module in model.modules():
+        if isinstance(module, PatchEmbedding):
+            return module
+    raise TypeError(
+        f"model: expected a model that labels its own positions to have a "
+        f"PatchEmbedding, got {type(model).__name__}"
+    )
+
+
 def gradient_x_input(model: nn.Module, tokens: Tensor, target: int | None = None) -> Tensor:
     r"""Gradient x input saliency: :math:`|\sum_d e_{jd}\, \partial y / \partial e_{jd}|`
-    for each token embedding :math:`e_j` (the first ``nn.Embedding`` of the
-    model) and the ``target`` logit :math:`y` (default: the predicted class).
+    for each input embedding :math:`e_j` and the ``target`` logit :math:`y`
+    (default: the predicted class).
+
+    The embedding :math:`e_j` is the output of the first ``nn.Embedding`` of
+    a token model (token ``j``'s vector). For a model that labels its own
+    positions (a ``token_labels()`` method, like
+    :class:`attnlib.vit.VisionTransformer`) it is the output of its first
+    :class:`attnlib.vit.PatchEmbedding`: patch ``j``'s projection
+    :math:`e_j = W x_j + b`, before the class token and the positions are
+    added, so there is one score per patch and none for the class token
+    (a learned constant, not part of the input). Because the projection is
+    linear, :math:`e_j \cdot \nabla_{e_j} y = x_j \cdot \nabla_{x_j} y + b
+    \cdot \nabla_{e_j} y`: the pixels' gradient x input summed over the
+    patch, plus the bias term, which lets a blank patch score too (its
+    pixels are 0, its embedding is not).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    tokens : Tensor
+        Token ids ``(1, L)``; for a model with ``token_labels()``, one input
+        of batch 1 in its layout (an image ``(1, C, H, W)``).
+    target : int, optional
+
+    Returns
+    -------
+    Tensor
+        One score per token, or per patch (row-major on the patch grid, the
+        order of ``model.token_labels()`` without ``"[CLS]"``), float64.
 
     Shape
     -----
     - tokens: ``(1, L)``; output: ``(L,)`` float64
+    - images: ``(1, C, H, W)``; output: ``(N,)`` float64, ``N`` patches
     """
-    tokens = _classifier_inputs(tokens)
+    tokens = _model_inputs(model, tokens)
+    embedding = _patch_embedding(model) if _self_labelled(model) else _embedding(model)
     store: dict[str, Tensor] = {}
 
     def hook(module, args, output):
         output.retain_grad()
         store["e"] = output
 
-    handle = _embedding(model).register_forward_hook(hook)
+    handle = embedding.register_forward_hook(hook)
     try:
         with _eval(model), torch.enable_grad():
             logits = model(tokens)

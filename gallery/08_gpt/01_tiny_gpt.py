@@ -161,13 +161,14 @@ bigram_loss = key_figure("validation loss, bigram", bigram_losses[best_k])
 # four heads of 16 dimensions, two layers, a feed-forward width of 256, a
 # context of 64 characters, no dropout.
 #
-# One change from the constructor's defaults: ``torch.nn.Embedding`` draws
+# One detail of the initialisation matters: ``torch.nn.Embedding`` draws
 # its weights from :math:`\mathcal N(0, 1)`, so with the tied output layer
-# the first logits have a standard deviation near
-# :math:`\sqrt{d_{\text{model}}}` and the untrained model is *confidently*
-# wrong — its loss is far above :math:`\log V`. GPT-2 initialises the
-# embedding with a standard deviation of 0.02 (Radford et al., 2019); we do
-# the same, and print the loss at initialisation both ways.
+# the first logits would have a standard deviation near
+# :math:`\sqrt{d_{\text{model}}}` and the untrained model would be
+# *confidently* wrong — its loss far above :math:`\log V`. GPT-2 draws the
+# embedding with a standard deviation of 0.02 (Radford et al., 2019), and so
+# does ``DecoderLM``; we print the loss at initialisation both ways (the
+# :math:`\mathcal N(0, 1)` one on a copy).
 
 CONTEXT = 64
 seed_everything(offset=1)
@@ -189,9 +190,13 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return float(loss), float((logits.argmax(-1) == y).float().mean())
 
 
-print(f"loss at initialisation, N(0, 1) embedding: {evaluate(model, val_x, val_y)[0]:.2f}")
-torch.nn.init.normal_(model.embedding.weight, std=0.02)
-print(f"loss at initialisation, std 0.02:          {evaluate(model, val_x, val_y)[0]:.2f}")
+unit_init = copy.deepcopy(model)
+torch.nn.init.normal_(unit_init.embedding.weight, std=1.0, generator=seeded_generator(2))
+init_losses = {"N(0, 1)": evaluate(unit_init, val_x, val_y)[0]}
+init_losses["std 0.02"] = evaluate(model, val_x, val_y)[0]
+for name, loss in init_losses.items():
+    print(f"loss at initialisation, {name + ' embedding:':20s} {loss:.2f}")
+print(f"log V = {math.log(V):.2f}")
 untrained = copy.deepcopy(model)  # kept for the attention section
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
@@ -584,16 +589,20 @@ plt.show()
 # Checks
 # ------
 #
-# The baselines are ordered and the GPT beats the bigram (at its best
-# :math:`k`) by a wide margin; the samples' cross-entropy rises and the share
-# of real words falls with the temperature, and top-k and top-p are below
-# plain sampling at :math:`T = 1`; the cache gives the same tokens with the
-# counted number of positions. The heads read the recent characters: the
-# largest previous-token share is several times the uniform one and well
-# above every head of the untrained model, one head keeps a large share on
-# the query character, the attended distance and the entropy are far below
-# uniform, and no head attends to the first position more than uniformly.
+# The loss at initialisation is :math:`\log V` with GPT-2's small embedding
+# and far above it with a unit one. The baselines are ordered and the GPT
+# beats the bigram (at its best :math:`k`) by a wide margin; the samples'
+# cross-entropy rises and the share of real words falls with the temperature,
+# and top-k and top-p are below plain sampling at :math:`T = 1`; the cache
+# gives the same tokens with the counted number of positions. The heads read
+# the recent characters: the largest previous-token share is several times the
+# uniform one and well above every head of the untrained model, one head keeps
+# a large share on the query character, the attended distance and the entropy
+# are far below uniform, and no head attends to the first position more than
+# uniformly.
 
+assert abs(init_losses["std 0.02"] - math.log(V)) < 0.1, init_losses  # small init: uniform
+assert init_losses["N(0, 1)"] > math.log(V) + 2, init_losses  # unit init: confidently wrong
 assert bigram_loss < unigram_loss - 0.4, (unigram_loss, bigram_loss)
 assert gpt_loss < bigram_loss - 0.4, (bigram_loss, gpt_loss)
 assert gpt_accuracy > bigram_accuracy + 0.1, (bigram_accuracy, gpt_accuracy)
