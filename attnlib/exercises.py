@@ -361,6 +361,13 @@ class Exercise:
         body = "\n\n".join(re.sub(r"^def _", "def ", s, flags=re.M) for s in sources)
         return "import math\n\nimport torch\n\n\n" + body
 
+    def solution_functions(self) -> tuple[Callable, ...]:
+        """The functions that :meth:`solution`'s source defines, run as a reader
+        would run it, in the order :meth:`check` takes them."""
+        namespace: dict = {}
+        exec(self.solution(), namespace)
+        return tuple(namespace[f.split("(")[0]] for f in self.functions)
+
     def folded_solution(self) -> FoldedSolution:
         """The solution folded away: a notebook or the site shows a
         ``<details>`` block that unfolds on a click (or Enter)."""

@@ -167,13 +167,8 @@ def sentiment_classifier(
     SentimentModel
     """
     seed = base_seed() if seed is None else seed
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with _random_state_kept():
         return _sentiment(seed, num_reviews, d_model, num_layers, nhead, epochs)
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 @functools.cache
@@ -324,8 +319,7 @@ def algorithmic_transformer(
       ``V = 3 + num_symbols``
     """
     seed = base_seed() if seed is None else seed
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with _random_state_kept():
         seed_everything(seed, offset=1)
         vocab = 3 + num_symbols
         model = Seq2SeqTransformer(vocab, vocab, 32, 4, num_layers, num_layers, 64, dropout=0.0)
@@ -348,10 +342,6 @@ def algorithmic_transformer(
         )
         trainer.fit(DataLoader(TensorDataset(src, tgt), batch_size, shuffle=True), epochs=1)
         return model.eval()
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 # -- attention-only language models on repeated segments (induction heads) -------
@@ -469,13 +459,8 @@ def induction_transformer(
         "lr": lr,
         "log_every": log_every,
     }
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with _random_state_kept():
         return _induction(tuple(config.items()))
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 def _induction_model(config: dict) -> DecoderLM:
@@ -653,8 +638,7 @@ def train_image_classifier(
     - ``splits.*.images``: ``(n, C, H, W)``; ``splits.*.labels``: ``(n,)``
     """
     seed = base_seed() if seed is None else seed
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with _random_state_kept():
         seed_everything(seed)
         train_loader = _image_loader(splits.train, batch_size, seeded_generator(0, seed=seed))
         val_loader = _image_loader(splits.val, 256)
@@ -670,10 +654,6 @@ def train_image_classifier(
         accuracy = trainer.evaluate(_image_loader(splits.test, 256))["accuracy"]
         model.eval()
         return ImageTraining(list(history), float(accuracy), seconds)
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 @dataclass
@@ -762,13 +742,8 @@ def digits_vit(
         "batch_size": batch_size,
         "weight_decay": weight_decay,
     }
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with _random_state_kept():
         return _digits_vit(tuple(config.items()))
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 def _digits_vit_model(config: dict) -> VisionTransformer:
@@ -995,6 +970,19 @@ def _source_hash() -> str:
         digest.update(file.relative_to(package).as_posix().encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+@contextmanager
+def _random_state_kept():
+    """Python's, NumPy's and torch's global random states are as they were after
+    the block: loading or training a model leaves the caller's streams alone."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 @contextmanager

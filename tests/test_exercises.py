@@ -330,9 +330,8 @@ CASES = [(name, fn, key) for name, rows in WRONG.items() for fn, key in rows]
 @pytest.mark.parametrize("name", list(E.EXERCISES))
 def test_the_solution_passes_its_own_check(name, capsys):
     exercise = E.EXERCISES[name]
-    namespace = {}
-    exec(exercise.solution(), namespace)  # the printed source, run as a reader would
-    fns = [namespace[f.split("(")[0]] for f in exercise.functions]
+    fns = exercise.solution_functions()  # the printed source, run as a reader would
+    assert [f.__name__ for f in fns] == [f.split("(")[0] for f in exercise.functions]
     result = exercise.check(*fns)
     assert result, result.message
     assert result.status == "passed" and result.mistake is None

@@ -113,10 +113,7 @@ exercises.multi_head.folded_solution()
 # ------
 
 for exercise in (exercises.heads, exercises.multi_head):
-    namespace = {}
-    exec(exercise.solution(), namespace)  # defines the functions the exercise asks for
-    names = [f.split("(")[0] for f in exercise.functions]
-    assert exercise.check(*(namespace[n] for n in names)), exercise.name
+    assert exercise.check(*exercise.solution_functions()), exercise.name
 
 assert heads_result.mistake == "split_mixes_positions", heads_result
 assert mha_result.mistake == "scale_by_model_dim", mha_result

@@ -133,10 +133,7 @@ exercises.rollout.folded_solution()
 # ------
 
 for exercise in (exercises.sinusoidal, exercises.beam_step, exercises.rollout):
-    namespace = {}
-    exec(exercise.solution(), namespace)  # defines the functions the exercise asks for
-    names = [f.split("(")[0] for f in exercise.functions]
-    assert exercise.check(*(namespace[n] for n in names)), exercise.name
+    assert exercise.check(*exercise.solution_functions()), exercise.name
 
 assert pe_result.mistake == "frequency_uses_i", pe_result
 assert beam_result.mistake == "per_beam", beam_result
