@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -43,12 +44,45 @@ def _cache_dir() -> str:
     return str(path)
 
 
+#: axe-core, the accessibility engine of the browser tests (tests/browser/test_a11y.py).
+AXE_VERSION = "4.14.1"
+
+
+def _axe(session: nox.Session) -> str:
+    """axe-core's axe.min.js, installed with npm into the session's folder unless that version
+    is there (so a reused session runs offline)."""
+    prefix = Path(session.virtualenv.location) / "axe"
+    package = prefix / "node_modules" / "axe-core"
+    manifest = package / "package.json"
+    installed = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
+    if installed != AXE_VERSION:
+        session.run(
+            "npm",
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-save",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            f"axe-core@{AXE_VERSION}",
+            external=True,
+        )
+    return str(package / "axe.min.js")
+
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """Run the test suite; browser tests run when the site has been built."""
+    """Run the test suite; browser tests run when the site has been built.
+
+    The accessibility tests need axe-core, installed here from npm (needs ``npm``; where it
+    is missing, they skip, or fail with ``ATTNLIB_REQUIRE_BROWSER=1``).
+    """
     _install(session, "test")
-    # the browser tests compare the site with the models the build trained
-    session.run("pytest", *session.posargs, env={CACHE_ENV: _cache_dir()})
+    env = {CACHE_ENV: _cache_dir()}  # the browser tests compare the site with the build's models
+    if shutil.which("npm"):
+        env["ATTNLIB_AXE_JS"] = _axe(session)
+    session.run("pytest", *session.posargs, env=env)
 
 
 @nox.session(python="3.11")
@@ -113,6 +147,23 @@ def bench(session: nox.Session) -> None:
     measured in one run (arguments after ``--`` go to ``python -m attnlib.bench``)."""
     _install(session)
     session.run("python", "-m", "attnlib.bench", *session.posargs)
+
+
+@nox.session(name="bench-attention", python="3.11")
+def bench_attention(session: nox.Session) -> None:
+    """Time and peak memory of attention against the length: naive, SDPA (math and
+    default), tiled, band-only window, linear, and the KV cache of MHA/GQA/MQA (issue 14).
+
+    One process per configuration, one thread by default; writes
+    benchmarks/results/attention_cost.{json,md,png} and exits 1 if one of the issue's
+    targets fails (arguments after ``--`` go to benchmarks/attention_cost.py, e.g.
+    ``--no-check`` or ``--threads 2``).
+    """
+    _install(session)  # matplotlib (the plot) is one of attnlib's dependencies
+    session.run(
+        "python", str(ROOT / "benchmarks" / "attention_cost.py"), *session.posargs,
+        env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
 
 
 #: Biome, the formatter and linter of the explorer's JavaScript and CSS (biome.jsonc).

@@ -508,14 +508,30 @@ class KVCache:
     cross-attention cache (``static=True``) projects the encoder memory once
     and reuses it.
 
+    With grouped-query attention (:class:`MultiHeadAttention` with
+    ``num_kv_heads`` < ``num_heads``) the cache holds the ``num_kv_heads``
+    key/value heads, not their copies for every query head: it is
+    ``num_heads / num_kv_heads`` times smaller (see :attr:`~attnlib.attention.KVCache.nbytes`).
+
     Shape
     -----
-    - key, value: ``(B, H, Lk, Dk)``, ``Lk`` the tokens so far
+    - key, value: ``(B, Hkv, Lk, Dk)``, ``Lk`` the tokens so far and ``Hkv``
+      the layer's ``num_kv_heads`` (``H`` for ordinary multi-head attention)
     """
 
     static: bool = False
     key: Tensor | None = None
     value: Tensor | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored keys and values (0 when empty):
+        ``2 * B * Hkv * Lk * Dk * itemsize`` when keys and values have the same size."""
+        if self.key is None:
+            return 0
+        return self.key.nelement() * self.key.element_size() + (
+            self.value.nelement() * self.value.element_size()
+        )
 
     def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Store (static) or append (self-attention) and return all keys and values."""
@@ -578,6 +594,17 @@ class MultiHeadAttention(AttentionModule):
         relative positions; with a self-attention :class:`KVCache` the new
         tokens' positions continue after the cached ones. For self-attention
         only (queries and keys of one sequence); needs an even head size.
+    num_kv_heads : int, optional
+        Keyword-only. Number of key/value heads :math:`h_{kv}`, a divisor of
+        ``num_heads`` (default ``num_heads``: ordinary multi-head attention).
+        Fewer key/value heads than query heads is *grouped-query attention*
+        (Ainslie et al., 2023, arXiv:2305.13245); one is *multi-query
+        attention* (Shazeer, 2019, arXiv:1911.02150). ``k_proj`` and
+        ``v_proj`` then output ``num_kv_heads * head_dim`` features, a
+        :class:`KVCache` stores only those heads, and query head ``i`` reads
+        key/value head ``i // (num_heads // num_kv_heads)``: the same as
+        multi-head attention whose key and value projections repeat each
+        key/value head for its group of query heads.
 
     Shape
     -----
@@ -585,6 +612,7 @@ class MultiHeadAttention(AttentionModule):
       value: ``(B, Lk, vdim)`` (length first if not ``batch_first``)
     - mask: boolean or additive, broadcastable to ``(B, H, Lq, Lk)``
     - output: ``(B, Lq, embed_dim)``; weights: ``(B, H, Lq, Lk)``
+    - cached keys and values: ``(B, Hkv, Lk, embed_dim / H)``, ``Hkv = num_kv_heads``
     """
 
     def __init__(
@@ -598,6 +626,7 @@ class MultiHeadAttention(AttentionModule):
         batch_first: bool = True,
         *,
         rotary: bool = False,
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         check_positive_int(embed_dim, "embed_dim")
@@ -606,7 +635,14 @@ class MultiHeadAttention(AttentionModule):
             raise ValueError(
                 f"num_heads: expected a divisor of embed_dim ({embed_dim}), got {num_heads}"
             )
-        self.embed_dim, self.num_heads = embed_dim, num_heads
+        if num_kv_heads is None:
+            num_kv_heads = num_heads
+        check_positive_int(num_kv_heads, "num_kv_heads")
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads: expected a divisor of num_heads ({num_heads}), got {num_kv_heads}"
+            )
+        self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
         self.head_dim = embed_dim // num_heads
         self.dropout, self.batch_first = dropout, batch_first
@@ -618,8 +654,9 @@ class MultiHeadAttention(AttentionModule):
         # queries and keys rotated by their positions (None: no rotary positions)
         self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
+        kv_dim = num_kv_heads * self.head_dim  # embed_dim unless grouped-query
+        self.k_proj = nn.Linear(self.kdim, kv_dim, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, kv_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         # an intervention (attnlib.interpret): weights (B, H, Lq, Lk) -> new weights
         self.weights_hook: Callable[[Tensor], Tensor] | None = None
@@ -663,8 +700,8 @@ class MultiHeadAttention(AttentionModule):
         if cache is not None and cache.static and cache.key is not None:
             k, v = cache.key, cache.value  # cross-attention: the memory's projections
         else:
-            k = AF._split_heads(self.k_proj(key), self.num_heads)  # (B, H, Lk, D/H)
-            v = AF._split_heads(self.v_proj(value), self.num_heads)  # (B, H, Lk, D/H)
+            k = AF._split_heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, Lk, D/H)
+            v = AF._split_heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, Lk, D/H)
             if self.rotary is not None:  # the new tokens come after the cached ones
                 if key.shape[1] != query.shape[1]:
                     raise ValueError(
@@ -674,10 +711,15 @@ class MultiHeadAttention(AttentionModule):
                 past = len(cache) if cache is not None else 0
                 q, k = self.rotary(q, k, q_offset=past, k_offset=past)
             if cache is not None:
-                k, v = cache.update(k, v)  # (B, H, past + Lk, D/H)
+                k, v = cache.update(k, v)  # (B, Hkv, past + Lk, D/H)
         dropout = self.dropout if self.training else 0.0
+        group = self.num_heads // self.num_kv_heads  # query heads per key/value head
         if need_weights or self.weights_hook is not None:
-            out, weights = AF._sdpa(q, k, v, mask, dropout, is_causal)
+            if group > 1:  # query head i reads key/value head i // group
+                k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+            out, weights = AF._sdpa(q, k, v, mask, dropout, is_causal)  # k, v: (B, H, Lk, D/H)
+        elif group > 1:
+            out, weights = _grouped_fused_attention(q, k, v, mask, dropout, is_causal), None
         else:
             out, weights = AF._fused_attention(q, k, v, mask, dropout, is_causal), None
         if self.weights_hook is not None:  # replace the weights, then attend with them
@@ -731,7 +773,43 @@ class MultiHeadAttention(AttentionModule):
         return new
 
     def extra_repr(self) -> str:
+        kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
         return (
-            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, "
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}{kv}, kdim={self.kdim}, "
             f"vdim={self.vdim}, batch_first={self.batch_first}"
         )
+
+
+def _grouped_fused_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, is_causal: bool
+) -> Tensor:
+    """Grouped-query attention through the fused kernel, without copying the
+    keys and values for every query head.
+
+    The ``G = H / Hkv`` query heads of a group share one key/value head, so
+    they are stacked as ``G * Lq`` queries of that head (and the mask's rows
+    with them). A mask that differs between heads falls back to repeating the
+    keys and values.
+
+    Shape
+    -----
+    - q: ``(B, H, Lq, Dk)``; k: ``(B, Hkv, Lk, Dk)``; v: ``(B, Hkv, Lk, Dv)``
+    - mask: broadcastable to ``(B, H, Lq, Lk)``
+    - output: ``(B, H, Lq, Dv)``
+    """
+    b, h, lq, dk = q.shape
+    hkv, lk = k.shape[1], k.shape[2]
+    group = h // hkv
+    if is_causal:
+        mask = AF._with_causal(mask, lq, lk, q.device)  # (..., Lq, Lk)
+    if mask is not None and mask.dim() >= 3 and mask.shape[-3] != 1:  # one mask per head
+        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+        return AF._fused_attention(q, k, v, mask, dropout)
+    if mask is not None:
+        mask = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))  # (B|1, 1, Lq|1, Lk)
+        if mask.shape[-2] != 1:  # the same rows for every query head of a group
+            mask = mask[:, :, None].expand(mask.shape[0], 1, group, lq, lk)
+            mask = mask.reshape(mask.shape[0], 1, group * lq, lk)  # (B|1, 1, G * Lq, Lk)
+    stacked = q.reshape(b, hkv, group * lq, dk)  # heads i*G .. i*G+G-1 -> kv head i
+    out = AF._fused_attention(stacked, k, v, mask, dropout)  # (B, Hkv, G * Lq, Dv)
+    return out.reshape(b, h, lq, v.shape[-1])  # (B, H, Lq, Dv)

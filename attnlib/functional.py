@@ -826,28 +826,69 @@ def sliding_window_attention(
     causal: bool = False,
     mask: Tensor | None = None,
     scale: float | None = None,
-) -> tuple[Tensor, Tensor]:
+    need_weights: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     r"""Scaled dot-product attention restricted to ``|i - j| <= window``.
 
     The band of :func:`attnlib.masks.sliding_window_mask` (Beltagy et al.,
-    2020), combined with ``mask`` (boolean or additive) if given.
+    2020, arXiv:2004.05150), combined with ``mask`` (boolean or additive) if
+    given. When queries and keys are one sequence (``Lq == Lk``) and there is
+    no extra ``mask``, only the band is scored
+    (:func:`attnlib.efficient.window.band_attention`: time and memory
+    :math:`O(L w D)`), and the dense ``(L, L)`` weights are laid out from the
+    band only when ``need_weights``; otherwise (``Lq != Lk`` or a ``mask``)
+    the band is a mask on the full scores.
+
+    Parameters
+    ----------
+    query, key, value : Tensor
+        Same leading (batch, head) dimensions.
+    window : int
+        Half-width of the band (``0``: each query attends to the key at its
+        own position).
+    causal : bool
+        Keep only ``0 <= i - j <= window``.
+    mask : Tensor, optional
+        Boolean (``True`` = may attend) or additive, broadcastable to
+        ``(..., Lq, Lk)``, combined with the band.
+    scale : float, optional
+        Score scale, default :math:`1/\sqrt{d_k}`.
+    need_weights : bool
+        ``False``: return ``None`` for the weights, so that nothing of size
+        ``(Lq, Lk)`` is built on the band-only path.
+
+    Returns
+    -------
+    output : Tensor
+    weights : Tensor or None
 
     Shape
     -----
     - query: ``(..., Lq, D)``; key: ``(..., Lk, D)``; value: ``(..., Lk, Dv)``
     - output: ``(..., Lq, Dv)``; weights: ``(..., Lq, Lk)``
     """
+    from .efficient.window import _band_attention, _band_to_dense  # band-only core
+
     _check_qkv(query, key, value)
-    band = sliding_window_mask(
-        query.shape[-2], key.shape[-2], window=window, causal=causal, device=query.device
-    )
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"window: expected a non-negative integer, got {window!r}")
     if mask is not None:
         target = (*query.shape[:-1], key.shape[-2])
         check_mask(mask, "mask", target, "(..., query, key)", query.dtype)
+    if mask is None and query.shape[-2] == key.shape[-2]:
+        out, band_weights = _band_attention(query, key, value, window, causal, scale)
+        if not need_weights:
+            return out, None
+        w = min(window, query.shape[-2] - 1)
+        return out, _band_to_dense(band_weights, w)
+    band = sliding_window_mask(
+        query.shape[-2], key.shape[-2], window=window, causal=causal, device=query.device
+    )
     if mask is None:
         mask = band
     elif mask.dtype == torch.bool:
         mask = band & mask
     else:
         mask = torch.where(band, mask, float("-inf"))
-    return _sdpa(query, key, value, mask, scale=scale)
+    out, weights = _sdpa(query, key, value, mask, scale=scale)
+    return out, (weights if need_weights else None)

@@ -101,6 +101,10 @@ class EncoderLayer(nn.Module):
     rotary : bool
         Keyword-only: rotary positions in the self-attention
         (:class:`~attnlib.attention.MultiHeadAttention` ``rotary=True``).
+    num_kv_heads : int, optional
+        Keyword-only: key/value heads of the self-attention, a divisor of
+        ``nhead`` (default ``nhead``); fewer is grouped-query attention, one is
+        multi-query attention (:class:`~attnlib.attention.MultiHeadAttention`).
 
     Shape
     -----
@@ -121,10 +125,13 @@ class EncoderLayer(nn.Module):
         feedforward: bool = True,
         *,
         rotary: bool = False,
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, rotary=rotary)
+        self.self_attn = MultiHeadAttention(
+            d_model, nhead, dropout=dropout, rotary=rotary, num_kv_heads=num_kv_heads
+        )
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         if feedforward:
@@ -673,6 +680,12 @@ class DecoderLM(LanguageModel):
         positions (Su et al., 2021, arXiv:2104.09864), so attention scores
         depend on relative positions only, as in GPT-NeoX and LLaMA; then
         ``max_len`` does not limit the length.
+    num_kv_heads : int, optional
+        Key/value heads of every layer, a divisor of ``nhead`` (default
+        ``nhead``). Fewer is grouped-query attention (Ainslie et al., 2023,
+        arXiv:2305.13245), one is multi-query attention (Shazeer, 2019,
+        arXiv:1911.02150): the key/value cache of generation shrinks by
+        ``nhead / num_kv_heads``.
 
     Shape
     -----
@@ -703,6 +716,7 @@ class DecoderLM(LanguageModel):
         attention_only: bool = False,
         layer_norm_eps: float = 1e-5,
         positions: str = "learned",
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         check_choice(positions, "positions", ("learned", "rotary"))
@@ -727,6 +741,7 @@ class DecoderLM(LanguageModel):
             layer_norm_eps,
             feedforward=not attention_only,
             rotary=self.rotary,
+            num_kv_heads=num_kv_heads,
         )
         self.blocks = TransformerEncoder(
             layer, num_layers, nn.LayerNorm(d_model, eps=layer_norm_eps)

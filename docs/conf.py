@@ -33,6 +33,11 @@ extensions = [
     "sphinx_design",
     # Serves MathJax 3 from _static/mathjax: the site makes no request to any other host.
     "sphinx-mathjax-offline",
+    # Every code/output block and wide table reachable by keyboard (docs/sphinxext/a11y.py).
+    "a11y",
+    # The front page's figure, paths and chapter cards, and the closing page's course
+    # map, generated from the gallery (docs/sphinxext/frontpage.py; adds frontpage.css).
+    "frontpage",
 ]
 
 # -- Sources ------------------------------------------------------------------

@@ -18,11 +18,13 @@ GUIDE = ROOT / "CONTRIBUTING.md"
 LAYERS = [
     {"_checks", "report"},
     {"masks", "positional", "models", "tasks", "metrics", "plotting"}
-    | {"data.text", "data.frames", "data.synthetic", "data.images"},
+    | {"data.text", "data.frames", "data.synthetic", "data.images"}
+    | {"efficient.online", "efficient.window", "efficient.linear", "efficient.iosim"},
     {"functional", "data.datasets", "data"},
-    {"attention"},
+    {"attention", "efficient.flex"},
     {"transformer", "seq2seq", "capture"},
-    {"decoding", "training", "bench", "bert", "vit", "interpret.circuits"},
+    {"decoding", "training", "bench", "bert", "vit", "interpret.circuits"}
+    | {"efficient.measure", "efficient"},
     {"interpret.maps", "inference", "pretrained"},
     {"interpret.stats", "interpret.relevance", "interpret.explorer", "interpret.widgets"},
     {"interpret.plots", "interpret.faithfulness", "interpret"},

@@ -223,12 +223,24 @@ plt.show()
 # Global self-attention scores :math:`n^2` pairs; a band of half-width
 # :math:`w` scores :math:`n(2w+1) - w(w+1)` (the rows near the ends are
 # cut short): :math:`O(n^2)` against :math:`O(nw)`. A mask alone does *not*
-# collect that saving: :func:`attnlib.functional.sliding_window_attention`,
-# like every masked attention, still computes the full :math:`n \times n`
-# score matrix and then hides most of it. To save the work, compute only the
-# band. The function below gathers, for every query, its :math:`2w+1`
-# neighbouring keys (``unfold`` over a padded copy) and scores only those: an
-# :math:`n \times (2w+1)` matrix instead of :math:`n \times n`.
+# collect that saving: masked attention (``masked_attention`` below, scaled
+# dot-product attention with the band as its mask) still computes the full
+# :math:`n \times n` score matrix and then hides most of it. To save the
+# work, compute only the band. The function below gathers, for every query,
+# its :math:`2w+1` neighbouring keys (``unfold`` over a padded copy) and
+# scores only those: an :math:`n \times (2w+1)` matrix instead of
+# :math:`n \times n`. :func:`attnlib.functional.sliding_window_attention`
+# scores only the band too, in tiles of queries
+# (:func:`attnlib.efficient.window.band_attention`, measured in
+# :ref:`sphx_glr_auto_gallery_10_efficient_04_windows_and_linear.py`), and
+# builds the :math:`n \times n` weights only when they are asked for.
+
+
+def masked_attention(q, k, v, w):
+    """Scaled dot-product attention with the band as a mask: all n x n scores, then hidden."""
+    return scaled_dot_product_attention(
+        q, k, v, attn_mask=sliding_window_mask(q.shape[-2], window=w)
+    )
 
 
 def banded_attention(q, k, v, w):
@@ -268,7 +280,7 @@ try:
     for n in (128, 256, 512, 1024, 2048):
         q, k, v = torch.randn(3, 1, n, 32).unbind(0)
         timings, scored = {}, {}
-        for name, fn in (("masked", sliding_window_attention), ("banded", banded_attention)):
+        for name, fn in (("masked", masked_attention), ("banded", banded_attention)):
             _, weights = fn(q, k, v, w)  # warm-up; the weights show what was scored
             scored[name] = weights.numel()  # n x n for the mask, n x (2w+1) for the band
             runs = []

@@ -7,6 +7,8 @@ Environment variables:
 * ``ATTNLIB_CHROMIUM``: the Chromium binary (default ``/usr/bin/chromium``).
 * ``ATTNLIB_REQUIRE_BROWSER=1``: a missing site, Chromium or playwright fails the tests
   instead of skipping them (CI sets it, so a CI run can never pass by skipping).
+* ``ATTNLIB_AXE_JS``: axe-core's ``axe.min.js`` for the accessibility tests (``nox -s tests``
+  installs axe-core from npm and sets it; default: where that session puts it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NONE = "<none>"  # the parameter used when there is nothing to parametrize over
 NOT_PAGES = {"_static", "_sources", "_images", "_downloads"}
 MATH_CLASS = re.compile(r'class="(?:[^"]*\s)?math(?:\s[^"]*)?"')
 SETTLE_S = 15  # how long a page's requests may stay unanswered after load
+AXE_DEFAULT = REPO / ".nox" / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 
 # Runs after load: makes every image eager, waits for it to load, returns those that did not.
 IMAGES_JS = """async () => {
@@ -303,18 +306,24 @@ def launch_chromium():
             browser.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium for the tests that serve their own pages (no built site needed)."""
+@pytest.fixture(scope="session")
+def _chromium_process():
+    """The one headless Chromium of the session: Playwright's sync API allows only one
+    running instance per thread, so every browser fixture shares it."""
     with launch_chromium() as browser:
         yield browser
+
+
+@pytest.fixture(scope="module")
+def browser(_chromium_process):
+    """Headless Chromium for the tests that serve their own pages (no built site needed)."""
+    return _chromium_process
 
 
 @pytest.fixture(scope="session")
-def chromium(site_dir: Path):
+def chromium(site_dir: Path, _chromium_process):
     """Headless Chromium, once the site is known to exist."""
-    with launch_chromium() as browser:
-        yield browser
+    return _chromium_process
 
 
 @pytest.fixture(scope="session")
@@ -323,3 +332,15 @@ def site(chromium, site_url: str):
     context = chromium.new_context(service_workers="block")
     yield SiteBrowser(context, site_url)
     context.close()
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> Path:
+    """axe-core's ``axe.min.js`` (``ATTNLIB_AXE_JS``, else where ``nox -s tests`` installs it);
+    skips (or fails, see ``ATTNLIB_REQUIRE_BROWSER``) when it is missing."""
+    path = Path(os.environ.get("ATTNLIB_AXE_JS") or AXE_DEFAULT)
+    if not path.is_file():
+        unavailable(
+            f"no axe-core at {path} (`nox -s tests` installs it from npm; or set ATTNLIB_AXE_JS)"
+        )
+    return path

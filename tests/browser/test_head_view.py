@@ -255,7 +255,7 @@ def test_keyboard_reaches_every_control_with_a_visible_focus_ring(pair):
         assert f["name"], f"no accessible name for {f}"
     names = [f["name"] for f in seen]
     classes = " ".join(f["cls"] for f in seen)
-    for needed in ("Heatmap", "Head view", "Show all heads", "Hide all heads"):
+    for needed in ("Heatmap", "Head view", "All: show all heads", "None: hide all heads"):
         assert needed in names, (needed, names)
     assert [n for n in names if re.fullmatch(r"head \d", n)] == [f"head {h}" for h in range(3)]
     filters = [f for f in seen if "attnlib-ex-hvpair" in f["cls"]]

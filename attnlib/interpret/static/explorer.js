@@ -1020,11 +1020,11 @@ window.attnlibExplorer =
       this.hvAll = heads.appendChild(
         button("All", "attnlib-ex-hvall", () => this.setHeads(() => true)),
       );
-      this.hvAll.setAttribute("aria-label", "Show all heads");
+      this.hvAll.setAttribute("aria-label", "All: show all heads");
       this.hvNone = heads.appendChild(
         button("None", "attnlib-ex-hvall", () => this.setHeads(() => false)),
       );
-      this.hvNone.setAttribute("aria-label", "Hide all heads");
+      this.hvNone.setAttribute("aria-label", "None: hide all heads");
       const filter = hv.appendChild(el("div", "attnlib-ex-row attnlib-ex-hvfilterrow"));
       filter.appendChild(el("span", "attnlib-ex-hint", "Sentence pair, query \u2192 key:"));
       this.hvFilter = filter.appendChild(el("div", "attnlib-ex-hvfilter"));
@@ -1033,7 +1033,7 @@ window.attnlibExplorer =
       for (const [name, label, description] of FILTERS) {
         const b = button(label, "attnlib-ex-hvpair", () => this.setFilter(name));
         b.dataset.filter = name;
-        b.setAttribute("aria-label", `${description}`);
+        b.setAttribute("aria-label", `${label}: ${description}`);
         b.title = description;
         this.hvFilter.appendChild(b);
       }
