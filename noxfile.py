@@ -48,14 +48,13 @@ def _cache_dir() -> str:
 AXE_VERSION = "4.14.1"
 
 
-def _axe(session: nox.Session) -> str:
-    """axe-core's axe.min.js, installed with npm into the session's folder unless that version
-    is there (so a reused session runs offline)."""
-    prefix = Path(session.virtualenv.location) / "axe"
-    package = prefix / "node_modules" / "axe-core"
-    manifest = package / "package.json"
+def _npm_package(session: nox.Session, folder: str, package: str, version: str) -> Path:
+    """The ``node_modules`` folder holding npm ``package`` at ``version``, installed into the
+    session's ``folder`` unless that version is there (so a reused session runs offline)."""
+    prefix = Path(session.virtualenv.location) / folder
+    manifest = prefix / "node_modules" / package / "package.json"
     installed = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
-    if installed != AXE_VERSION:
+    if installed != version:
         session.run(
             "npm",
             "install",
@@ -65,10 +64,16 @@ def _axe(session: nox.Session) -> str:
             "--no-package-lock",
             "--no-audit",
             "--no-fund",
-            f"axe-core@{AXE_VERSION}",
+            f"{package}@{version}",
             external=True,
         )
-    return str(package / "axe.min.js")
+    return prefix / "node_modules"
+
+
+def _axe(session: nox.Session) -> str:
+    """axe-core's axe.min.js, installed with npm into the session's folder."""
+    node_modules = _npm_package(session, "axe", "axe-core", AXE_VERSION)
+    return str(node_modules / "axe-core" / "axe.min.js")
 
 
 @nox.session(python="3.11")
@@ -171,25 +176,9 @@ BIOME_VERSION = "2.6.8"
 
 
 def _biome(session: nox.Session) -> str:
-    """Biome, installed with npm into the session's folder unless that version is there
-    (so a reused session runs offline)."""
-    prefix = Path(session.virtualenv.location) / "biome"
-    manifest = prefix / "node_modules" / "@biomejs" / "biome" / "package.json"
-    installed = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
-    if installed != BIOME_VERSION:
-        session.run(
-            "npm",
-            "install",
-            "--prefix",
-            str(prefix),
-            "--no-save",
-            "--no-package-lock",
-            "--no-audit",
-            "--no-fund",
-            f"@biomejs/biome@{BIOME_VERSION}",
-            external=True,
-        )
-    return str(prefix / "node_modules" / ".bin" / "biome")
+    """Biome, installed with npm into the session's folder."""
+    node_modules = _npm_package(session, "biome", "@biomejs/biome", BIOME_VERSION)
+    return str(node_modules / ".bin" / "biome")
 
 
 @nox.session(python="3.11")
